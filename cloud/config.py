@@ -1,0 +1,111 @@
+"""Effective settings: defaults < config file < ``AIOSTACK_*`` environment variables < CLI flags.
+
+The config file is TOML; its path comes from ``AIOSTACK_CONFIG_FILE`` (or ``--config``). Keys are the
+field names below, e.g. ``database_url = "postgresql://..."``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AIOSTACK_"
+CONFIG_FILE_ENV = "AIOSTACK_CONFIG_FILE"
+
+
+class Settings(BaseSettings):
+    """Every knob of an aiostack process. Secrets are ``SecretStr`` so they never print by accident."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    state_dir: Path = Field(default=Path("state"), description="Where local state lives.")
+    host: str = Field(default_factory=socket.gethostname, description="This node's name.")
+    listen: str = Field(default="127.0.0.1:8774", description="API gateway HOST:PORT.")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL DSN; unset starts a private server under state_dir."
+    )
+    amqp_url: SecretStr | None = Field(
+        default=None, description="RabbitMQ URL; unset uses the in-process bus."
+    )
+    bus_namespace: str = Field(default="aiostack", description="Prefix of exchanges and queues.")
+    prefetch: int = Field(default=64, ge=1, description="Unacked deliveries per consumer.")
+    max_batch: int = Field(default=64, ge=1, description="Deliveries handled in one transaction.")
+    max_attempts: int = Field(default=5, ge=1, description="Handler attempts before dead-letter.")
+    retry_delays_ms: list[int] = Field(
+        default=[200, 1000, 5000, 30000], description="Backoff between handler attempts."
+    )
+    outbox_partitions: int = Field(default=8, ge=1, le=1024)
+    outbox_batch: int = Field(default=500, ge=1)
+    outbox_poll_s: float = Field(default=1.0, gt=0, description="Relay poll when idle.")
+    timer_poll_s: float = Field(default=0.5, gt=0)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    service_down_after_s: float = Field(default=15.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = Field(default="info")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    def database_dsn(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None
+
+    def amqp_dsn(self) -> str | None:
+        return self.amqp_url.get_secret_value() if self.amqp_url else None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective values, with passwords in URLs and secret fields replaced by ``***``."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="python").items():
+            if isinstance(value, SecretStr):
+                shown[name] = mask_url(value.get_secret_value())
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            else:
+                shown[name] = value
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (and anything that does not parse as one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings; ``overrides`` (CLI flags) win over everything, ``None`` means not given."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ[CONFIG_FILE_ENV] = str(config_file)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)

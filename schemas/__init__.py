@@ -1,0 +1,19 @@
+"""The wire contract: pydantic message models only. No I/O; imports nothing from cloud/ or agents/."""
+
+from schemas import system
+from schemas.base import REGISTRY, Command, Envelope, Event, Message, Registry, UnknownMessage
+from schemas.codec import DecodeError, decode, encode
+
+__all__ = [
+    "REGISTRY",
+    "Command",
+    "DecodeError",
+    "Envelope",
+    "Event",
+    "Message",
+    "Registry",
+    "UnknownMessage",
+    "decode",
+    "encode",
+    "system",
+]
