@@ -105,8 +105,8 @@ class Consumer:
         self._stopping = True
         self._inbox.put_nowait(None)
         if self._worker is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            # Its outcome (a crash) is reported by wait(); here we only need it finished.
+            await asyncio.wait([self._worker])
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.cancel()
@@ -188,6 +188,7 @@ class Consumer:
                     )
                 }
                 pending = PendingWrites(store.partitions)
+                handled = 0
                 for item in items:
                     if item.envelope.id not in fresh:
                         self.duplicates += 1
@@ -198,12 +199,13 @@ class Consumer:
                     uow = UnitOfWork(conn, pending, source=self._source, clock=self._clock,
                                      cause=item.envelope)
                     await self._call(item, uow, conn)
+                    handled += 1
                 await pending.flush(conn)
         store.committed()
         await self._fault("consumer.after_commit")
         for item in items:
             await item.delivery.ack()
-        self.handled += len(items)
+        self.handled += handled
 
     async def _handle_without_store(self, item: _Item) -> None:
         if item.envelope.id in self._seen:

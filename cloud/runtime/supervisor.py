@@ -66,6 +66,8 @@ class Supervisor:
         self._relay: OutboxRelay | None = None
         self._stopping = False
         self.started_at = self._clock.now()
+        self.ready = asyncio.Event()  # set once every actor's queue is declared and consumed
+        self._started: set[str] = set()
 
     @property
     def relay(self) -> OutboxRelay | None:
@@ -143,6 +145,9 @@ class Supervisor:
             self._consumers[actor.name] = consumer
             try:
                 await consumer.start()
+                self._started.add(actor.name)
+                if len(self._started) == len(self._actors):
+                    self.ready.set()
                 await consumer.wait()
             finally:
                 await consumer.stop()
