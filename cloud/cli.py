@@ -1,0 +1,142 @@
+"""The ``aiostack`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from cloud import logs
+from cloud.config import Settings, load_settings
+from cloud.node import ACTORS, NodePlan, open_store, run_node
+from cloud.store import migrations
+from cloud.store.events import tail_events
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        pass
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(ctx.obj.get("config"), **overrides)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(f"bad configuration: {exc}") from None
+    logs.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Local state directory."
+)
+listen_option = click.option("--listen", metavar="HOST:PORT", help="API gateway address.")
+host_option = click.option("--host", help="This node's name (default: the hostname).")
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config file (also AIOSTACK_CONFIG_FILE).")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """aiostack: an OpenStack-compatible cloud control plane."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.command()
+@state_dir_option
+@listen_option
+@host_option
+@click.pass_context
+def up(ctx: click.Context, state_dir: Path | None, listen: str | None, host: str | None) -> None:
+    """Run every actor in one process (embedded PostgreSQL and in-process bus by default)."""
+    settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
+    _run(run_node(settings, NodePlan(sorted(ACTORS))))
+
+
+@main.command()
+@click.argument("actor", type=click.Choice(sorted(ACTORS)))
+@state_dir_option
+@listen_option
+@host_option
+@click.pass_context
+def run(ctx: click.Context, actor: str, state_dir: Path | None, listen: str | None,
+        host: str | None) -> None:
+    """Run one actor."""
+    settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
+    _run(run_node(settings, NodePlan([actor])))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@state_dir_option
+@click.pass_context
+def upgrade(ctx: click.Context, state_dir: Path | None) -> None:
+    """Apply pending migrations (also done on every start)."""
+    settings = _settings(ctx, state_dir=state_dir)
+
+    async def go() -> None:
+        async with open_store(settings) as store, store.pool.acquire() as conn:
+            applied = await migrations.upgrade(conn)
+            click.echo("\n".join(applied) if applied else "database is up to date")
+
+    try:
+        _run(go())
+    except migrations.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def events() -> None:
+    """The event log."""
+
+
+@events.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+@click.option("--kind", "pattern", default="#", help="Topic pattern of kinds (* and #).")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many past events.")
+@state_dir_option
+@click.pass_context
+def tail(ctx: click.Context, follow: bool, pattern: str, limit: int,
+         state_dir: Path | None) -> None:
+    """Print the last events (JSON lines), optionally following new ones."""
+    settings = _settings(ctx, state_dir=state_dir)
+
+    async def go() -> None:
+        async with open_store(settings) as store:
+            async for event in tail_events(store.pool, pattern=pattern, limit=limit,
+                                           follow=follow):
+                click.echo(json.dumps(event, default=str))
+
+    _run(go())
+
+
+@main.group()
+def config() -> None:
+    """Configuration."""
+
+
+@config.command()
+@click.pass_context
+def show(ctx: click.Context) -> None:
+    """Print the effective settings, secrets masked."""
+    settings = _settings(ctx)
+    json.dump(settings.masked(), sys.stdout, indent=2, default=str)
+    click.echo()
+
+
+if __name__ == "__main__":
+    main()

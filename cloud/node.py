@@ -1,0 +1,108 @@
+"""The composition root: settings in, a running set of actors out.
+
+Chooses the database (configured server, or a private one under the state dir) and the bus
+(RabbitMQ, or in-process), says which in the log, and builds the actors by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from cloud.config import Settings, mask_url
+from cloud.registry import ServiceRegistry
+from cloud.runtime.actor import Actor
+from cloud.runtime.amqp import AmqpBus
+from cloud.runtime.bus import Bus
+from cloud.runtime.consumer import ConsumerOptions
+from cloud.runtime.inproc import InProcBus
+from cloud.runtime.supervisor import RuntimeOptions, Supervisor, stop_on_signals
+from cloud.store.db import Store
+from cloud.store.embedded import EmbeddedPostgres
+
+log = structlog.get_logger("aiostack.node")
+
+# Every actor this build knows, by the name `aiostack run NAME` takes.
+ACTORS: dict[str, Callable[[Settings], Actor]] = {
+    "registry": lambda s: ServiceRegistry(down_after_s=s.service_down_after_s),
+}
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured PostgreSQL, or a private one under ``state_dir/postgres``; migrated."""
+    embedded: EmbeddedPostgres | None = None
+    dsn = settings.database_dsn()
+    if dsn is None:
+        embedded = await EmbeddedPostgres.start(settings.state_dir.resolve() / "postgres")
+        dsn = embedded.dsn
+        log.info("store.embedded_postgres", data_dir=str(embedded.data_dir))
+    else:
+        log.info("store.postgres", url=mask_url(dsn))
+    try:
+        store = await Store.open(dsn, partitions=settings.outbox_partitions)
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+def make_bus(settings: Settings) -> Bus:
+    url = settings.amqp_dsn()
+    if url is None:
+        log.info("bus.inproc", reason="AIOSTACK_AMQP_URL not set")
+        return InProcBus()
+    log.info("bus.amqp", url=mask_url(url), namespace=settings.bus_namespace)
+    return AmqpBus(url, namespace=settings.bus_namespace)
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    return RuntimeOptions(
+        host=settings.host,
+        consumer=ConsumerOptions(
+            prefetch=settings.prefetch,
+            max_batch=settings.max_batch,
+            max_attempts=settings.max_attempts,
+            retry_delays_ms=tuple(settings.retry_delays_ms),
+        ),
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        outbox_partitions=settings.outbox_partitions,
+        outbox_batch=settings.outbox_batch,
+        outbox_poll_s=settings.outbox_poll_s,
+        timer_poll_s=settings.timer_poll_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    actor_names: list[str]
+
+    def actors(self, settings: Settings) -> list[Actor]:
+        unknown = [n for n in self.actor_names if n not in ACTORS]
+        if unknown:
+            raise KeyError(f"unknown actor(s) {unknown}; known: {sorted(ACTORS)}")
+        return [ACTORS[name](settings) for name in self.actor_names]
+
+
+async def run_node(settings: Settings, plan: NodePlan, stop: asyncio.Event | None = None) -> None:
+    """Run the planned actors until SIGTERM/SIGINT (or ``stop``), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    actors = plan.actors(settings)
+    bus = make_bus(settings)
+    await bus.start()
+    try:
+        async with open_store(settings) as store:
+            supervisor = Supervisor(bus, store, actors, runtime_options(settings))
+            await supervisor.run(stop)
+    finally:
+        await bus.close()
