@@ -61,43 +61,113 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="aiostack end-to-end event throughput and latency benchmark.",
     )
-    p.add_argument("--events", type=int, default=None,
-                   help="events per sustained-throughput path (default 20000; 2000 with --quick)")
-    p.add_argument("--rate", type=float, default=1000.0,
-                   help="events/s of the paced latency runs (default 1000)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="duration of the paced latency runs (default 10; 2 with --quick)")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events per sustained-throughput path (default 20000; 2000 with --quick)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="events/s of the paced latency runs (default 1000)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="duration of the paced latency runs (default 10; 2 with --quick)",
+    )
     p.add_argument("--quick", action="store_true", help="a short smoke run")
-    p.add_argument("--batch", type=int, default=100,
-                   help="events emitted per transaction in throughput runs (default 100)")
-    p.add_argument("--producers", type=int, default=1,
-                   help="concurrent emitting tasks in throughput runs (default 1)")
-    p.add_argument("--streams", type=int, default=16,
-                   help="distinct event streams (spread over outbox partitions, default 16)")
-    p.add_argument("--pace-batch", type=int, default=1,
-                   help="events per transaction in paced runs (default 1: one per request)")
-    p.add_argument("--naive-events", type=int, default=None,
-                   help="messages of the naive one-by-one AMQP baseline (default: min(events, 5000))")
-    p.add_argument("--window", type=int, default=1000,
-                   help="outstanding confirms of the pipelined AMQP baseline (default 1000)")
-    p.add_argument("--pg-batch", type=int, default=500,
-                   help="rows per transaction of the asyncpg baselines (default 500)")
-    p.add_argument("--warmup", type=int, default=500,
-                   help="events pushed through each pipeline before measuring (default 500)")
-    p.add_argument("--prefetch", type=int, default=_CONSUMER.prefetch,
-                   help=f"consumer prefetch (runtime default {_CONSUMER.prefetch})")
-    p.add_argument("--max-batch", type=int, default=_CONSUMER.max_batch,
-                   help=f"consumer deliveries per transaction (runtime default {_CONSUMER.max_batch})")
-    p.add_argument("--outbox-batch", type=int, default=_RUNTIME.outbox_batch,
-                   help=f"relay rows per publish (runtime default {_RUNTIME.outbox_batch})")
-    p.add_argument("--outbox-partitions", type=int, default=_RUNTIME.outbox_partitions,
-                   help=f"outbox partitions (runtime default {_RUNTIME.outbox_partitions})")
-    p.add_argument("--only", action="append", choices=GROUPS, default=None,
-                   help="run only these paths (repeatable); default: all")
-    p.add_argument("--timeout", type=float, default=300.0,
-                   help="give up on a path that has not finished after this many seconds")
-    p.add_argument("--database-url", default=None,
-                   help="admin DSN (env AIOSTACK_BENCH_DATABASE_URL)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="events emitted per transaction in throughput runs (default 100)",
+    )
+    p.add_argument(
+        "--producers",
+        type=int,
+        default=1,
+        help="concurrent emitting tasks in throughput runs (default 1)",
+    )
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=16,
+        help="distinct event streams (spread over outbox partitions, default 16)",
+    )
+    p.add_argument(
+        "--pace-batch",
+        type=int,
+        default=1,
+        help="events per transaction in paced runs (default 1: one per request)",
+    )
+    p.add_argument(
+        "--naive-events",
+        type=int,
+        default=None,
+        help="messages of the naive one-by-one AMQP baseline (default: min(events, 5000))",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=1000,
+        help="outstanding confirms of the pipelined AMQP baseline (default 1000)",
+    )
+    p.add_argument(
+        "--pg-batch",
+        type=int,
+        default=500,
+        help="rows per transaction of the asyncpg baselines (default 500)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="events pushed through each pipeline before measuring (default 500)",
+    )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=_CONSUMER.prefetch,
+        help=f"consumer prefetch (runtime default {_CONSUMER.prefetch})",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=_CONSUMER.max_batch,
+        help=f"consumer deliveries per transaction (runtime default {_CONSUMER.max_batch})",
+    )
+    p.add_argument(
+        "--outbox-batch",
+        type=int,
+        default=_RUNTIME.outbox_batch,
+        help=f"relay rows per publish (runtime default {_RUNTIME.outbox_batch})",
+    )
+    p.add_argument(
+        "--outbox-partitions",
+        type=int,
+        default=_RUNTIME.outbox_partitions,
+        help=f"outbox partitions (runtime default {_RUNTIME.outbox_partitions})",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=GROUPS,
+        default=None,
+        help="run only these paths (repeatable); default: all",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up on a path that has not finished after this many seconds",
+    )
+    p.add_argument(
+        "--database-url", default=None, help="admin DSN (env AIOSTACK_BENCH_DATABASE_URL)"
+    )
     p.add_argument("--amqp-url", default=None, help="broker URL (env AIOSTACK_BENCH_AMQP_URL)")
     return p
 

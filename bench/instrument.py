@@ -73,6 +73,7 @@ class PublishStats:
     calls: int = 0
     messages: int = 0
     seconds: float = 0.0
+    last: float = 0.0  # perf_counter() when the last publish returned
 
     @property
     def mean_batch(self) -> float:
@@ -122,7 +123,8 @@ class InstrumentedBus:
     async def publish(self, messages: Sequence[RawMessage]) -> None:
         started = time.perf_counter()
         await self.inner.publish(messages)
-        self.publishes.seconds += time.perf_counter() - started
+        self.publishes.last = time.perf_counter()
+        self.publishes.seconds += self.publishes.last - started
         self.publishes.calls += 1
         self.publishes.messages += len(messages)
 

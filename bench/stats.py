@@ -21,6 +21,7 @@ class Result:
     """A row of the table. ``latencies`` are in seconds; ``notes`` are printed under the table."""
 
     path: str
+    key: str  # what the targets look for, e.g. "amqp.throughput"
     events: int
     seconds: float
     latencies: Sequence[float] = ()

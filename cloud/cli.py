@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Coroutine
@@ -20,10 +21,9 @@ from cloud.store.events import tail_events
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
+    # SIGINT is handled by the node (graceful stop); a second Ctrl-C lands here.
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(coro)
-    except KeyboardInterrupt:
-        pass
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -43,8 +43,11 @@ host_option = click.option("--host", help="This node's name (default: the hostna
 
 
 @click.group()
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML config file (also AIOSTACK_CONFIG_FILE).")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (also AIOSTACK_CONFIG_FILE).",
+)
 @click.pass_context
 def main(ctx: click.Context, config: Path | None) -> None:
     """aiostack: an OpenStack-compatible cloud control plane."""
@@ -69,8 +72,9 @@ def up(ctx: click.Context, state_dir: Path | None, listen: str | None, host: str
 @listen_option
 @host_option
 @click.pass_context
-def run(ctx: click.Context, actor: str, state_dir: Path | None, listen: str | None,
-        host: str | None) -> None:
+def run(
+    ctx: click.Context, actor: str, state_dir: Path | None, listen: str | None, host: str | None
+) -> None:
     """Run one actor."""
     settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
     _run(run_node(settings, NodePlan([actor])))
@@ -110,15 +114,15 @@ def events() -> None:
 @click.option("--limit", "-n", default=20, show_default=True, help="How many past events.")
 @state_dir_option
 @click.pass_context
-def tail(ctx: click.Context, follow: bool, pattern: str, limit: int,
-         state_dir: Path | None) -> None:
+def tail(
+    ctx: click.Context, follow: bool, pattern: str, limit: int, state_dir: Path | None
+) -> None:
     """Print the last events (JSON lines), optionally following new ones."""
     settings = _settings(ctx, state_dir=state_dir)
 
     async def go() -> None:
         async with open_store(settings) as store:
-            async for event in tail_events(store.pool, pattern=pattern, limit=limit,
-                                           follow=follow):
+            async for event in tail_events(store.pool, pattern=pattern, limit=limit, follow=follow):
                 click.echo(json.dumps(event, default=str))
 
     _run(go())

@@ -41,13 +41,25 @@ class ServiceRegistry(Actor):
                ON CONFLICT (service_id) DO UPDATE SET version = excluded.version,
                    started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
                    readiness = excluded.readiness, state = 'up'""",
-            sid, msg.host, msg.binary, msg.version, msg.started_at, ctx.clock.now(),
+            sid,
+            msg.host,
+            msg.binary,
+            msg.version,
+            msg.started_at,
+            ctx.clock.now(),
             json.dumps(msg.readiness),
         )
         if was != "up":
             ctx.log.info("service.up", service_id=sid)
-            await ctx.emit(ServiceMarkedUp(service_id=sid, host=msg.host, binary=msg.binary,
-                                           version=msg.version, started_at=msg.started_at))
+            await ctx.emit(
+                ServiceMarkedUp(
+                    service_id=sid,
+                    host=msg.host,
+                    binary=msg.binary,
+                    version=msg.version,
+                    started_at=msg.started_at,
+                )
+            )
 
     async def tick(self, ctx: Context) -> None:
         rows = await ctx.conn.fetch(
@@ -58,6 +70,12 @@ class ServiceRegistry(Actor):
         )
         for row in rows:
             ctx.log.warning("service.down", service_id=row["service_id"])
-            await ctx.emit(ServiceMarkedDown(
-                service_id=row["service_id"], host=row["host"], binary=row["binary_name"],
-                last_seen_at=row["last_seen_at"], window_s=self._down_after.total_seconds()))
+            await ctx.emit(
+                ServiceMarkedDown(
+                    service_id=row["service_id"],
+                    host=row["host"],
+                    binary=row["binary_name"],
+                    last_seen_at=row["last_seen_at"],
+                    window_s=self._down_after.total_seconds(),
+                )
+            )

@@ -22,7 +22,9 @@ from cloud.runtime.inproc import InProcBus
 from cloud.store import migrations
 from cloud.store.db import Store
 
-PG_URL = os.environ.get("AIOSTACK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "AIOSTACK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 AMQP_URL = os.environ.get("AIOSTACK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 configure("console", os.environ.get("AIOSTACK_TEST_LOG_LEVEL", "warning"))

@@ -125,15 +125,18 @@ class TcpProxy:
         self._links.add(link)
         self.accepted += 1
         try:
-            await asyncio.gather(self._pump(reader, up_writer, link),
-                                 self._pump(up_reader, writer, link))
+            await asyncio.gather(
+                self._pump(reader, up_writer, link), self._pump(up_reader, writer, link)
+            )
         finally:
             if link in self._links:
                 self._links.discard(link)
                 link.abort()
 
     @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
+    ) -> None:
         """Copy one direction until EOF (passed on as a half-close) or an error (aborts both)."""
         try:
             while data := await reader.read(65536):

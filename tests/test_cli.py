@@ -13,24 +13,34 @@ from pathlib import Path
 import asyncpg
 
 from cloud.runtime.amqp import AmqpBus
-
 from tests.conftest import AMQP_URL
 
 AIOSTACK = [sys.executable, "-m", "cloud.cli"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AIOSTACK, *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*AIOSTACK, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     config = tmp_path / "aiostack.toml"
     config.write_text('prefetch = 7\nhost = "from-file"\n')
-    got = cli("--config", str(config), "config", "show", env={
-        "AIOSTACK_AMQP_URL": "amqp://guest:s3cret@broker:5672/",
-        "AIOSTACK_HOST": "from-env",
-    })
+    got = cli(
+        "--config",
+        str(config),
+        "config",
+        "show",
+        env={
+            "AIOSTACK_AMQP_URL": "amqp://guest:s3cret@broker:5672/",
+            "AIOSTACK_HOST": "from-env",
+        },
+    )
     assert got.returncode == 0, got.stderr
     shown = json.loads(got.stdout)
     assert shown["amqp_url"] == "amqp://guest:***@broker:5672/"
@@ -46,11 +56,19 @@ def test_bad_configuration_is_a_clear_error() -> None:
 
 async def _up_until_started(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        *AIOSTACK, "up", "--state-dir", str(tmp_path / "state"), "--host", "cli-node",
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        *AIOSTACK,
+        "up",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--host",
+        "cli-node",
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     assert proc.stdout is not None
     lines: list[str] = []
+
     async def read_until(marker: str) -> None:
         while True:
             line = (await proc.stdout.readline()).decode()  # type: ignore[union-attr]
@@ -58,6 +76,7 @@ async def _up_until_started(env: dict[str, str], tmp_path: Path) -> tuple[int, s
             lines.append(line)
             if marker in line:
                 return
+
     await asyncio.wait_for(read_until('"service.up"'), 30)
     proc.send_signal(signal.SIGTERM)
     await asyncio.wait_for(read_until("supervisor.stopped"), 30)
@@ -90,8 +109,11 @@ async def test_up_runs_registers_and_stops_on_sigterm(database: str, tmp_path: P
 
 
 async def test_up_over_rabbitmq(database: str, tmp_path: Path) -> None:
-    env = {"AIOSTACK_DATABASE_URL": database, "AIOSTACK_AMQP_URL": AMQP_URL,
-           "AIOSTACK_BUS_NAMESPACE": f"cli{os.getpid()}"}
+    env = {
+        "AIOSTACK_DATABASE_URL": database,
+        "AIOSTACK_AMQP_URL": AMQP_URL,
+        "AIOSTACK_BUS_NAMESPACE": f"cli{os.getpid()}",
+    }
     try:
         code, output = await _up_until_started(env, tmp_path)
     finally:

@@ -45,14 +45,16 @@ def test_bad_bodies_say_why(kind: str, v: int, body: bytes, reason: str) -> None
 
 def test_a_kind_and_version_can_be_claimed_once() -> None:
     with pytest.raises(ValueError, match="already"):
-        class Impostor(Event):  # noqa: F841
+
+        class Impostor(Event):
             kind: Literal["test.pinged"] = "test.pinged"
             v: Literal[1] = 1
 
 
 def test_kinds_must_be_dotted_lowercase() -> None:
     with pytest.raises(ValueError, match="dotted lowercase"):
-        class Bad(Event):  # noqa: F841
+
+        class Bad(Event):
             kind: Literal["NoDots"] = "NoDots"
             v: Literal[1] = 1
 

@@ -13,19 +13,23 @@ from cloud.runtime.clock import Clock
 from schemas import Command, Envelope, Event, Message
 
 if TYPE_CHECKING:
-    import asyncpg
+    from cloud.store.conn import DbConnection
 
 M = TypeVar("M", bound=Message)
-HandlerFn = Callable[[Any, Any, "Context"], Awaitable[None]]
+HandlerFn = Callable[[Any, "Context"], Awaitable[None]]  # a bound handler method
 _HANDLES_ATTR = "__aiostack_handles__"
 
 
-def handles(message_type: type[M]) -> Callable[[Callable[[Any, M, Context], Awaitable[None]]],
-                                               Callable[[Any, M, Context], Awaitable[None]]]:
+def handles(
+    message_type: type[M],
+) -> Callable[
+    [Callable[[Any, M, Context], Awaitable[None]]], Callable[[Any, M, Context], Awaitable[None]]
+]:
     """Mark an ``async def handler(self, msg, ctx)`` as the actor's handler of ``message_type``."""
 
-    def mark(fn: Callable[[Any, M, Context], Awaitable[None]]) -> Callable[[Any, M, Context],
-                                                                            Awaitable[None]]:
+    def mark(
+        fn: Callable[[Any, M, Context], Awaitable[None]],
+    ) -> Callable[[Any, M, Context], Awaitable[None]]:
         setattr(fn, _HANDLES_ATTR, message_type)
         return fn
 
@@ -58,14 +62,18 @@ class Context:
         writer: Writer,
         clock: Clock,
         log: structlog.typing.FilteringBoundLogger,
-        conn: asyncpg.Connection | None = None,
+        conn: DbConnection | None = None,
     ) -> None:
         self.envelope, self._writer, self.clock, self.log, self._conn = (
-            envelope, writer, clock, log, conn,
+            envelope,
+            writer,
+            clock,
+            log,
+            conn,
         )
 
     @property
-    def conn(self) -> asyncpg.Connection:
+    def conn(self) -> DbConnection:
         """The handler's transaction (control-plane actors only; agents never touch the database)."""
         if self._conn is None:
             raise RuntimeError("this actor runs without a database")
@@ -127,7 +135,7 @@ class Actor:
 
     def handler_for(self, message: Message) -> HandlerFn | None:
         attr = self._handlers.get(type(message))
-        return None if attr is None else getattr(self, attr)  # type: ignore[no-any-return]
+        return None if attr is None else getattr(self, attr)
 
     def bindings(self) -> list[Binding]:
         """By default: every handled event by kind, every handled command by kind."""

@@ -67,7 +67,9 @@ class _AmqpDelivery:
     def __init__(self, bus: AmqpBus, queue: str, incoming: AbstractIncomingMessage) -> None:
         self._bus, self._queue, self._incoming = bus, queue, incoming
         headers = _text_headers(incoming.headers)
-        exchange = headers.pop(ORIGIN_EXCHANGE, None) or bus.logical_exchange(incoming.exchange)
+        exchange = headers.pop(ORIGIN_EXCHANGE, None) or bus.logical_exchange(
+            incoming.exchange or ""
+        )
         routing_key = headers.pop(ORIGIN_ROUTING_KEY, None) or incoming.routing_key or ""
         self._message = RawMessage(exchange, routing_key, incoming.body, headers)
 
@@ -288,7 +290,9 @@ class AmqpBus:
                 routing_key = headers.pop(ORIGIN_ROUTING_KEY, "")
                 message = RawMessage(exchange, routing_key, incoming.body, headers)
                 taken.append(
-                    DeadLetter(message, headers.get(REASON_HEADER, ""), headers.get(ERROR_HEADER, ""))
+                    DeadLetter(
+                        message, headers.get(REASON_HEADER, ""), headers.get(ERROR_HEADER, "")
+                    )
                 )
                 await incoming.ack()
         return taken

@@ -11,7 +11,8 @@ class Backoff:
 
     def next(self) -> float:
         self._attempt += 1
-        return min(self._max, self._first * 2 ** (self._attempt - 1)) * random.uniform(0.5, 1.0)
+        delay: float = min(self._max, self._first * 2 ** (self._attempt - 1))
+        return delay * random.uniform(0.5, 1.0)
 
     def reset(self) -> None:
         self._attempt = 0

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
 import structlog
 
 from cloud.runtime.actor import Actor, Context, HandlerFn
@@ -36,6 +35,7 @@ from cloud.runtime.bus import (
     envelope_headers,
 )
 from cloud.runtime.clock import Clock, SystemClock
+from cloud.store.conn import DbConnection
 from cloud.store.db import Store
 from cloud.store.writes import PendingWrites, UnitOfWork, route
 from schemas import DecodeError, Envelope, Message, decode, encode
@@ -164,43 +164,55 @@ class Consumer:
             return None
         handler = self.actor.handler_for(message)
         if handler is None:
-            await self._settle_bad(delivery, "no_handler", f"{self.actor.name} does not handle "
-                                   f"{envelope.kind} v{envelope.v}")
+            await self._settle_bad(
+                delivery,
+                "no_handler",
+                f"{self.actor.name} does not handle {envelope.kind} v{envelope.v}",
+            )
             return None
         return _Item(delivery, envelope, message, handler)
 
     async def _settle_bad(self, delivery: Delivery, reason: str, detail: str) -> None:
-        log.warning("message.dead_lettered", queue=self.actor.queue, reason=reason, detail=detail,
-                    message_id=delivery.message.message_id)
+        log.warning(
+            "message.dead_lettered",
+            queue=self.actor.queue,
+            reason=reason,
+            detail=detail,
+            message_id=delivery.message.message_id,
+        )
         await delivery.dead_letter(reason, detail)
 
     async def _handle_in_transaction(self, store: Store, items: Sequence[_Item]) -> None:
-        async with store.pool.acquire() as conn:
-            async with conn.transaction():
-                fresh = {
-                    row["message_id"]
-                    for row in await conn.fetch(
-                        """INSERT INTO inbox (consumer, message_id)
+        async with store.pool.acquire() as conn, conn.transaction():
+            fresh = {
+                row["message_id"]
+                for row in await conn.fetch(
+                    """INSERT INTO inbox (consumer, message_id)
                            SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING
                            RETURNING message_id""",
-                        self.actor.queue,
-                        [item.envelope.id for item in items],
+                    self.actor.queue,
+                    [item.envelope.id for item in items],
+                )
+            }
+            pending = PendingWrites(store.partitions)
+            handled = 0
+            for item in items:
+                if item.envelope.id not in fresh:
+                    self.duplicates += 1
+                    log.info(
+                        "message.duplicate_dropped",
+                        queue=self.actor.queue,
+                        message_id=item.envelope.id,
+                        kind=item.envelope.kind,
                     )
-                }
-                pending = PendingWrites(store.partitions)
-                handled = 0
-                for item in items:
-                    if item.envelope.id not in fresh:
-                        self.duplicates += 1
-                        log.info("message.duplicate_dropped", queue=self.actor.queue,
-                                 message_id=item.envelope.id, kind=item.envelope.kind)
-                        continue
-                    fresh.discard(item.envelope.id)  # a second copy in the same batch is one too
-                    uow = UnitOfWork(conn, pending, source=self._source, clock=self._clock,
-                                     cause=item.envelope)
-                    await self._call(item, uow, conn)
-                    handled += 1
-                await pending.flush(conn)
+                    continue
+                fresh.discard(item.envelope.id)  # a second copy in the same batch is one too
+                uow = UnitOfWork(
+                    conn, pending, source=self._source, clock=self._clock, cause=item.envelope
+                )
+                await self._call(item, uow, conn)
+                handled += 1
+            await pending.flush(conn)
         store.committed()
         await self._fault("consumer.after_commit")
         for item in items:
@@ -229,7 +241,7 @@ class Consumer:
         self,
         item: _Item,
         writer: UnitOfWork | _PublishAfterSuccess,
-        conn: asyncpg.Connection | None,
+        conn: DbConnection | None,
     ) -> None:
         bound = {
             "actor": self.actor.name,
@@ -244,9 +256,14 @@ class Consumer:
 
     async def _failed(self, item: _Item, error: str) -> None:
         attempt = item.delivery.message.attempt
-        bound = {"queue": self.actor.queue, "kind": item.envelope.kind,
-                 "message_id": item.envelope.id, "attempt": attempt, "error": error,
-                 "correlation_id": item.envelope.correlation_id}
+        bound = {
+            "queue": self.actor.queue,
+            "kind": item.envelope.kind,
+            "message_id": item.envelope.id,
+            "attempt": attempt,
+            "error": error,
+            "correlation_id": item.envelope.correlation_id,
+        }
         if attempt >= self._options.max_attempts:
             log.error("message.gave_up", **bound)
             await item.delivery.dead_letter("handler_failed", error)

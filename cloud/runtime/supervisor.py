@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 
@@ -41,7 +41,7 @@ def aiostack_version() -> str:
 @dataclass(frozen=True)
 class RuntimeOptions:
     host: str
-    consumer: ConsumerOptions = ConsumerOptions()
+    consumer: ConsumerOptions = field(default_factory=ConsumerOptions)
     heartbeat_interval_s: float = 5.0
     outbox_partitions: int = 8
     outbox_batch: int = 500
@@ -82,22 +82,27 @@ class Supervisor:
         relay_task: asyncio.Task[None] | None = None
         if self._store is not None:
             self._relay = OutboxRelay(
-                self._store.pool, self._bus, partitions=self._options.outbox_partitions,
-                batch=self._options.outbox_batch, poll_s=self._options.outbox_poll_s,
+                self._store.pool,
+                self._bus,
+                partitions=self._options.outbox_partitions,
+                batch=self._options.outbox_batch,
+                poll_s=self._options.outbox_poll_s,
             )
             self._store.on_commit(self._relay.nudge)
             relay_task = self._spawn("relay", self._relay.run)
             timers = TimerService(self._store, poll_s=self._options.timer_poll_s)
             loops.append(self._spawn("timers", timers.run))
             loops.append(self._spawn("inbox-janitor", self._prune_inbox))
-        consumers = [self._spawn(f"consumer:{a.name}", self._consume_factory(a))
-                     for a in self._actors]
+        consumers = [
+            self._spawn(f"consumer:{a.name}", self._consume_factory(a)) for a in self._actors
+        ]
         for actor in self._actors:
             loops.append(self._spawn(f"heartbeat:{actor.name}", self._heartbeat_factory(actor)))
             if actor.tick_interval > 0:
                 loops.append(self._spawn(f"tick:{actor.name}", self._tick_factory(actor)))
-        log.info("supervisor.started", actors=[a.name for a in self._actors],
-                 host=self._options.host)
+        log.info(
+            "supervisor.started", actors=[a.name for a in self._actors], host=self._options.host
+        )
         await stop.wait()
 
         log.info("supervisor.stopping")
@@ -112,8 +117,7 @@ class Supervisor:
             try:
                 await asyncio.wait_for(relay_task, self._options.shutdown_grace_s)
             except TimeoutError:
-                log.error("supervisor.outbox_not_drained",
-                          grace_s=self._options.shutdown_grace_s)
+                log.error("supervisor.outbox_not_drained", grace_s=self._options.shutdown_grace_s)
         log.info("supervisor.stopped")
 
     def _spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
@@ -140,8 +144,14 @@ class Supervisor:
         async def consume() -> None:
             if self._stopping:
                 return
-            consumer = Consumer(actor, self._bus, self._store, options=self._options.consumer,
-                                clock=self._clock, source=f"{actor.name}@{self._options.host}")
+            consumer = Consumer(
+                actor,
+                self._bus,
+                self._store,
+                options=self._options.consumer,
+                clock=self._clock,
+                source=f"{actor.name}@{self._options.host}",
+            )
             self._consumers[actor.name] = consumer
             try:
                 await consumer.start()
@@ -160,14 +170,26 @@ class Supervisor:
         async def beat() -> None:
             while True:
                 heartbeat = ServiceHeartbeat(
-                    host=self._options.host, binary=binary, version=version,
-                    started_at=self.started_at, readiness=actor.readiness(),
+                    host=self._options.host,
+                    binary=binary,
+                    version=version,
+                    started_at=self.started_at,
+                    readiness=actor.readiness(),
                 )
-                envelope = Envelope.first(heartbeat, f"{actor.name}@{self._options.host}",
-                                          at=self._clock.now())
+                envelope = Envelope.first(
+                    heartbeat, f"{actor.name}@{self._options.host}", at=self._clock.now()
+                )
                 try:
-                    await self._bus.publish([RawMessage(EVENTS, heartbeat.kind, encode(heartbeat),
-                                                        envelope_headers(envelope))])
+                    await self._bus.publish(
+                        [
+                            RawMessage(
+                                EVENTS,
+                                heartbeat.kind,
+                                encode(heartbeat),
+                                envelope_headers(envelope),
+                            )
+                        ]
+                    )
                 except ConnectionError as exc:
                     log.warning("heartbeat.not_sent", actor=actor.name, error=str(exc))
                 await asyncio.sleep(self._options.heartbeat_interval_s)
@@ -193,7 +215,8 @@ class Supervisor:
                 cutoff: datetime = self._clock.now()
                 await self._store.pool.execute(
                     "DELETE FROM inbox WHERE processed_at < $1::timestamptz - make_interval(secs => $2)",
-                    cutoff, self._options.inbox_retention_s,
+                    cutoff,
+                    self._options.inbox_retention_s,
                 )
             await asyncio.sleep(600)
 

@@ -51,12 +51,13 @@ class Store:
             listener()
 
     @asynccontextmanager
-    async def unit(self, *, source: str, cause: Envelope | None = None) -> AsyncIterator[UnitOfWork]:
+    async def unit(
+        self, *, source: str, cause: Envelope | None = None
+    ) -> AsyncIterator[UnitOfWork]:
         """One transaction: rows you write on ``uow.conn`` plus events, outbox and timers."""
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                pending = PendingWrites(self.partitions)
-                uow = UnitOfWork(conn, pending, source=source, clock=self.clock, cause=cause)
-                yield uow
-                await pending.flush(conn)
+        async with self.pool.acquire() as conn, conn.transaction():
+            pending = PendingWrites(self.partitions)
+            uow = UnitOfWork(conn, pending, source=source, clock=self.clock, cause=cause)
+            yield uow
+            await pending.flush(conn)
         self.committed()

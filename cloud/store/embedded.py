@@ -5,17 +5,12 @@ caches one handle per data directory for the whole process (a start after a stop
 stale, stopped handle), trusts a PID alone, runs the server with root's groups and allows 10 s
 for start-up including crash recovery. Driving ``initdb`` and ``pg_ctl`` directly avoids all that.
 
-Layout, for ``data_dir = <state_dir>/postgres``::
-
-    <state_dir>/postgres/             the cluster (0700, owned by the server's account)
-    <state_dir>/postgres/server.log   the server log
-    <state_dir>/.postgres.lock        serialises start/stop between processes and threads
-    <state_dir>/.postgres.initdb/     transient: initdb builds here, then it is renamed into place
-
-The server listens on no TCP address at all, only on a Unix socket inside the data directory (or
-in a private directory under the temp dir when that path is too long), so it cannot collide with
-a system PostgreSQL on 5432; its port number (55432) only names the socket file. That is also why
-trust authentication is safe: only the server's account and root can reach the socket.
+Beside ``data_dir`` (say ``<state_dir>/postgres``, 0700, its log in ``server.log``) live
+``.postgres.lock``, which serialises start/stop across processes and threads, and, briefly,
+``.postgres.initdb/``. The server listens on no TCP address, only on a Unix socket in the data
+directory (or in a private temp directory if that path is too long), so it cannot collide with a
+system PostgreSQL on 5432; port 55432 only names the socket file. That is also why trust
+authentication is safe: only the server's account and root can reach the socket.
 """
 
 from __future__ import annotations
@@ -117,12 +112,10 @@ class _Cluster:
 
     def fail(self, what: str, detail: str = "") -> EmbeddedPostgresError:
         msg = f"{what} (data directory {self.data_dir}, server log {self.log_path})"
-        if detail.strip():
-            msg += f":\n{detail.strip()}"
-        with contextlib.suppress(OSError):
+        msg += f":\n{detail.strip()}" if detail.strip() else ""
+        with contextlib.suppress(OSError):  # no log yet: nothing to add
             tail = self.log_path.read_text(errors="replace").splitlines()[-15:]
-            if tail:
-                msg += "\n--- last lines of the server log ---\n" + "\n".join(tail)
+            msg += "\n--- last lines of the server log ---\n" + "\n".join(tail)
         return EmbeddedPostgresError(msg)
 
     def run(self, tool: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -150,7 +143,7 @@ class _Cluster:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        # A sibling file: data_dir must be empty for initdb, and init() replaces it wholesale.
+        # A sibling file: data_dir must be empty for initdb, and initdb() replaces it wholesale.
         # Each call opens its own file description, so flock also excludes our other threads.
         lock_path = self.data_dir.with_name(f".{self.data_dir.name}.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -168,14 +161,23 @@ class _Cluster:
             for name in [*dirs, *files]:
                 os.lchown(Path(root) / name, *self.account)
 
-    def init(self) -> None:
-        """Create the cluster unless data_dir already holds one."""
+    def prepare(self) -> None:
+        """Make data_dir a cluster the server's account can run, creating it if needed."""
         if self.account is not None:
             # The server's account must reach the data directory and its own binaries.
             for ancestor in [*self.data_dir.parents, *self.bin.parents]:
                 _grant_search(ancestor, self.account)
-        if (self.data_dir / "PG_VERSION").exists():
-            return
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.initdb()
+        # PostgreSQL refuses a data directory it does not own, or that others can enter.
+        st = self.data_dir.stat()
+        if self.account is not None and st.st_uid != self.account[0]:
+            log.warning("embedded postgres: chown -R %s %s", SERVICE_USER, self.data_dir)
+            self.own(self.data_dir, recursive=True)
+        if stat.S_IMODE(st.st_mode) not in (0o700, 0o750):
+            self.data_dir.chmod(0o700)
+
+    def initdb(self) -> None:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise self.fail("the data directory is not empty but holds no cluster (no PG_VERSION)")
         # initdb into a sibling and rename it into place: a process killed mid-initdb then
@@ -195,15 +197,6 @@ class _Cluster:
             raise self.fail("initdb failed", done.stdout + done.stderr)
         os.replace(scratch, self.data_dir)  # also replaces an existing empty directory
         log.info("embedded postgres: initialised a new cluster in %s", self.data_dir)
-
-    def fix_data_dir(self) -> None:
-        """PostgreSQL refuses a data directory it does not own, or that others can enter."""
-        st = self.data_dir.stat()
-        if self.account is not None and st.st_uid != self.account[0]:
-            log.warning("embedded postgres: chown -R %s %s", SERVICE_USER, self.data_dir)
-            self.own(self.data_dir, recursive=True)
-        if stat.S_IMODE(st.st_mode) not in (0o700, 0o750):
-            self.data_dir.chmod(0o700)
 
     def is_running(self) -> bool:
         # pg_ctl runs as the server's account, so a PID since reused by a process of another user
@@ -225,15 +218,21 @@ class _Cluster:
             raise self.fail("the server running on this directory listens on no Unix socket")
         return _Endpoint(Path(lines[4].strip()), int(lines[3]))
 
-    def pid_is_foreign(self) -> bool:
-        """Whether postmaster.pid names a live process that is not a server on data_dir."""
+    def drop_foreign_pid_file(self) -> bool:
+        """Delete postmaster.pid if the live process it names is no server on data_dir."""
         # Restarted hosts and containers hand out the same PIDs again, so a stale file can name
         # an unrelated live process of the same user. A postmaster always runs in its data dir.
+        pid_file = self.data_dir / "postmaster.pid"
         try:
-            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
-            return Path(os.readlink(f"/proc/{pid}/cwd")) != self.data_dir
+            pid = int(pid_file.read_text().split()[0])
+            if Path(os.readlink(f"/proc/{pid}/cwd")) == self.data_dir:
+                return False
         except (OSError, ValueError, IndexError):
             return False  # gone, a zombie, or no /proc: pg_ctl's verdict stands
+        log.warning("embedded postgres: PID %d in %s is not PostgreSQL, removing it", pid, pid_file)
+        for stale in [pid_file, *self.socket_dir().glob(".s.PGSQL.*.lock")]:
+            stale.unlink(missing_ok=True)
+        return True
 
     def accepting(self, where: _Endpoint) -> bool:
         args = ["-q", "-t", "2", "-h", str(where.socket_dir), "-p", str(where.port)]
@@ -259,13 +258,7 @@ class _Cluster:
     def start(self, deadline: float) -> _Endpoint:
         """Reuse a server already running on data_dir, or start one; wait until it accepts."""
         while self.is_running():
-            if self.pid_is_foreign():
-                log.warning("embedded postgres: removing stale postmaster.pid in %s", self.data_dir)
-                for lock in [
-                    self.data_dir / "postmaster.pid",
-                    *self.socket_dir().glob(".s.PGSQL.*.lock"),
-                ]:
-                    lock.unlink(missing_ok=True)
+            if self.drop_foreign_pid_file():
                 break
             where = self.endpoint()
             if where is not None and self.accepting(where):
@@ -308,8 +301,7 @@ def _start_blocking(data_dir: Path) -> tuple[Path, _Endpoint]:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         cluster = _Cluster(data_dir)
         with cluster.locked():
-            cluster.init()
-            cluster.fix_data_dir()
+            cluster.prepare()
             return data_dir, cluster.start(deadline)
     except OSError as exc:
         raise EmbeddedPostgresError(f"could not prepare PostgreSQL in {data_dir}: {exc}") from exc

@@ -25,7 +25,11 @@ def _as_dict(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def tail_events(
-    pool: asyncpg.Pool, *, pattern: str = "#", limit: int = 20, follow: bool = False,
+    pool: asyncpg.Pool,
+    *,
+    pattern: str = "#",
+    limit: int = 20,
+    follow: bool = False,
     poll_s: float = 0.5,
 ) -> AsyncIterator[dict[str, Any]]:
     """The last ``limit`` events whose kind matches the topic ``pattern``, oldest first; then,

@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from cloud.store.conn import DbConnection
+
 log = structlog.get_logger("aiostack.store.migrations")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -50,7 +52,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def upgrade(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+async def upgrade(conn: DbConnection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
     migrations = discover(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)

@@ -22,6 +22,7 @@ import structlog
 
 from cloud.runtime.backoff import Backoff
 from cloud.runtime.bus import Bus, RawMessage
+from cloud.store.conn import DbConnection
 from cloud.store.writes import OUTBOX_CHANNEL
 
 log = structlog.get_logger("aiostack.store.relay")
@@ -63,7 +64,7 @@ class OutboxRelay:
         Holds one pooled connection for its partition locks and LISTEN; releasing it resets the
         session, which drops the locks.
         """
-        conn: asyncpg.Connection = await self._pool.acquire()
+        conn = await self._pool.acquire()
         backoff = Backoff()
         try:
             await conn.add_listener(OUTBOX_CHANNEL, self._on_notify)
@@ -96,7 +97,7 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
 
-    async def _claim_partitions(self, conn: asyncpg.Connection) -> None:
+    async def _claim_partitions(self, conn: DbConnection) -> None:
         if len(self._held) == self._partitions:
             return
         rows = await conn.fetch(
@@ -110,7 +111,7 @@ class OutboxRelay:
             self._held = sorted(self._held + [r["p"] for r in rows])
             log.info("relay.partitions_claimed", partitions=self._held)
 
-    async def pass_once(self, conn: asyncpg.Connection) -> int:
+    async def pass_once(self, conn: DbConnection) -> int:
         """Publish one batch from the held partitions; return how many rows were sent."""
         rows = await conn.fetch(
             """SELECT seq, exchange, routing_key, headers::text AS headers, body FROM outbox
@@ -126,7 +127,9 @@ class OutboxRelay:
         ]
         await self._bus.publish(messages)
         await self._fault("relay.after_publish")
-        await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+        await conn.execute(
+            "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows]
+        )
         self.published += len(rows)
         return len(rows)
 
@@ -134,4 +137,3 @@ class OutboxRelay:
 def _headers(text: str) -> dict[str, str]:
     loaded: dict[str, str] = json.loads(text)
     return loaded
-

@@ -12,10 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import asyncpg
-
 from cloud.runtime.bus import COMMANDS, EVENTS, envelope_headers
 from cloud.runtime.clock import Clock
+from cloud.store.conn import DbConnection
 from schemas import Command, Envelope, Event, Message, encode
 
 OUTBOX_CHANNEL = "aiostack_outbox"
@@ -85,7 +84,7 @@ class PendingWrites:
             encode(message),
         )
 
-    async def flush(self, conn: asyncpg.Connection) -> None:
+    async def flush(self, conn: DbConnection) -> None:
         if self.events:
             await self._append_events(conn)
         if self.outbox:
@@ -97,7 +96,11 @@ class PendingWrites:
                        SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::jsonb[],
                                             $5::bytea[]))
                    SELECT pg_notify($6, '')""",
-                list(partition), list(exchange), list(routing_key), list(headers), list(body),
+                list(partition),
+                list(exchange),
+                list(routing_key),
+                list(headers),
+                list(body),
                 OUTBOX_CHANNEL,
             )
         if self.timers:
@@ -113,14 +116,19 @@ class PendingWrites:
                        partition = excluded.partition, exchange = excluded.exchange,
                        routing_key = excluded.routing_key, headers = excluded.headers,
                        body = excluded.body""",
-                keys, list(due), list(partition), list(exchange), list(routing_key),
-                list(headers), list(body),
+                keys,
+                list(due),
+                list(partition),
+                list(exchange),
+                list(routing_key),
+                list(headers),
+                list(body),
             )
         self.events.clear()
         self.outbox.clear()
         self.timers.clear()
 
-    async def _append_events(self, conn: asyncpg.Connection) -> None:
+    async def _append_events(self, conn: DbConnection) -> None:
         await self._claim_versions(conn)
         rows = self.events
         await conn.execute(
@@ -141,7 +149,7 @@ class PendingWrites:
             [r.envelope.source for r in rows],
         )
 
-    async def _claim_versions(self, conn: asyncpg.Connection) -> None:
+    async def _claim_versions(self, conn: DbConnection) -> None:
         """Give each event its stream version; a stale ``expected_version`` raises."""
         checked = [r for r in self.events if r.expected_version is not None]
         free = Counter(r.stream_id for r in self.events if r.expected_version is None)
@@ -170,7 +178,8 @@ class PendingWrites:
                    SELECT * FROM unnest($1::text[], $2::int[])
                    ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + excluded.version
                    RETURNING stream_id, version""",
-                list(free), list(free.values()),
+                list(free),
+                list(free.values()),
             )
             next_version = {r["stream_id"]: r["version"] - free[r["stream_id"]] for r in result}
             for row in self.events:
@@ -184,7 +193,7 @@ class UnitOfWork:
 
     def __init__(
         self,
-        conn: asyncpg.Connection,
+        conn: DbConnection,
         pending: PendingWrites,
         *,
         source: str,
@@ -192,7 +201,11 @@ class UnitOfWork:
         cause: Envelope | None = None,
     ) -> None:
         self.conn, self._pending, self.source, self.clock, self.cause = (
-            conn, pending, source, clock, cause,
+            conn,
+            pending,
+            source,
+            clock,
+            cause,
         )
 
     def _envelope(self, message: Message) -> Envelope:

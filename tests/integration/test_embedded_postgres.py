@@ -150,6 +150,31 @@ async def test_start_recovers_from_a_killed_server(data_dir: Path) -> None:
     await again.stop()
 
 
+async def test_stale_pid_file_naming_an_unrelated_live_process(data_dir: Path) -> None:
+    pg = await EmbeddedPostgres.start(data_dir)
+    pid_file = data_dir / "postmaster.pid"
+    recorded = pid_file.read_text().splitlines()
+    await pg.stop()
+    # As after a reboot that handed the old postmaster's PID to some other process of the
+    # server's account: pg_ctl alone would call the server running and wait forever.
+    owner = os.stat(data_dir)
+    other = await asyncio.create_subprocess_exec(
+        "sleep", "120", cwd="/", user=owner.st_uid if os.geteuid() == 0 else None
+    )
+    try:
+        pid_file.write_text("\n".join([str(other.pid), *recorded[1:]]) + "\n")
+        os.chown(pid_file, owner.st_uid, owner.st_gid)
+        began = time.monotonic()
+        again = await EmbeddedPostgres.start(data_dir)
+        assert time.monotonic() - began < 10
+        assert postmaster_pid(data_dir) != other.pid
+        assert await query(again.dsn, "select 4") == 4
+        await again.stop()
+    finally:
+        other.kill()
+        await other.wait()
+
+
 async def test_refuses_a_non_empty_directory_that_is_no_cluster(data_dir: Path) -> None:
     await asyncio.to_thread(data_dir.mkdir, parents=True)
     (data_dir / "precious.txt").write_text("not a database")

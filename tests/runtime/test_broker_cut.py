@@ -35,7 +35,7 @@ PER_TX = 10  # commands per transaction
 TX_PAUSE_S = 0.02  # between transactions: the stream lasts a few seconds and spans the cuts
 CUT_AT = (0.25, 0.6)  # cut when this share of the commands has reached the consumer
 HOLD_S = 1.0  # new connections refused for this long after each cut
-RECONNECT_INTERVAL_S = 0.3
+RECONNECT_INTERVAL_S = 5
 OPTIONS = ConsumerOptions(prefetch=64, max_batch=32, max_attempts=5, retry_delays_ms=(50, 100))
 
 
@@ -89,7 +89,9 @@ async def _emit_all(store: Store) -> None:
         await asyncio.sleep(TX_PAUSE_S)
 
 
-async def _cut_midstream(proxy: TcpProxy, bus: CountingBus, emitter: asyncio.Task[None]) -> list[str]:
+async def _cut_midstream(
+    proxy: TcpProxy, bus: CountingBus, emitter: asyncio.Task[None]
+) -> list[str]:
     """Cut at each ``CUT_AT`` share of deliveries, each time once the bus is connected again."""
     notes: list[str] = []
     for share in CUT_AT:
@@ -97,9 +99,11 @@ async def _cut_midstream(proxy: TcpProxy, bus: CountingBus, emitter: asyncio.Tas
         await eventually(lambda s=share: len(bus.deliveries) >= s * N, timeout=20)
         await eventually(lambda: proxy.live > 0, timeout=20)
         cut = proxy.cut(hold_s=HOLD_S)
-        notes.append(f"cut {cut} connection(s) at {len(bus.deliveries)}/{N} delivered, "
-                     f"emitter {'running' if not emitter.done() else 'done'}, "
-                     f"{proxy.accepted - accepted} reconnect(s) before")
+        notes.append(
+            f"cut {cut} connection(s) at {len(bus.deliveries)}/{N} delivered, "
+            f"emitter {'running' if not emitter.done() else 'done'}, "
+            f"{proxy.accepted - accepted} reconnect(s) before"
+        )
     return notes
 
 
@@ -110,9 +114,18 @@ async def test_broker_cut_midstream_loses_nothing_and_applies_once(
     store, bus = tables, proxied_bus
     began = time.monotonic()
     stop = asyncio.Event()
-    supervisor = Supervisor(bus, store, [CounterActor()],
-                            RuntimeOptions(host="test", consumer=OPTIONS, outbox_partitions=4,
-                                           heartbeat_interval_s=60, outbox_poll_s=0.2))
+    supervisor = Supervisor(
+        bus,
+        store,
+        [CounterActor()],
+        RuntimeOptions(
+            host="test",
+            consumer=OPTIONS,
+            outbox_partitions=4,
+            heartbeat_interval_s=60,
+            outbox_poll_s=0.2,
+        ),
+    )
     running = asyncio.create_task(supervisor.run(stop))
     try:
         await asyncio.wait_for(supervisor.ready.wait(), 10)
@@ -122,7 +135,8 @@ async def test_broker_cut_midstream_loses_nothing_and_applies_once(
 
         async def all_applied() -> bool:
             done = await store.pool.fetchval(
-                "SELECT count(*) FROM counters WHERE name LIKE 'c%' AND value >= 1")
+                "SELECT count(*) FROM counters WHERE name LIKE 'c%' AND value >= 1"
+            )
             return bool(done == N)
 
         await eventually(all_applied, timeout=30)
@@ -138,10 +152,10 @@ async def test_broker_cut_midstream_loses_nothing_and_applies_once(
     twice = {name: v for name, v in values.items() if v != 1}
     assert not twice, f"applied more than once: {sorted(twice.items())[:10]}"
     assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 0
-    assert await store.pool.fetchval(
-        "SELECT count(*) FROM events WHERE kind = 'test.pinged'") == N, "one event per command"
-    assert await store.pool.fetchval(
-        "SELECT count(*) FROM inbox WHERE consumer = 'counter'") == N
+    assert (
+        await store.pool.fetchval("SELECT count(*) FROM events WHERE kind = 'test.pinged'") == N
+    ), "one event per command"
+    assert await store.pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'counter'") == N
     dead = await bus.dead_letters("counter")
     assert dead == [], [(d.reason, d.error) for d in dead]
     assert proxy.cuts >= 2 and proxy.accepted >= 2, "the connection was cut and reopened"

@@ -13,8 +13,9 @@ from tests.messages import Bump, Pinged
 def raw(message: Pinged | Bump, routing_key: str | None = None) -> RawMessage:
     exchange = EVENTS if isinstance(message, Pinged) else COMMANDS
     envelope = Envelope.first(message, "test")
-    return RawMessage(exchange, routing_key or message.kind, encode(message),
-                      envelope_headers(envelope))
+    return RawMessage(
+        exchange, routing_key or message.kind, encode(message), envelope_headers(envelope)
+    )
 
 
 class Collector:
@@ -59,8 +60,10 @@ async def test_wildcard_routing(bus: Bus) -> None:
 async def test_competing_consumers_share_a_queue(bus: Bus) -> None:
     first, second = Collector(), Collector()
     binding = [Binding(EVENTS, "test.pinged")]
-    subs = [await bus.subscribe("shared", binding, first, 1),
-            await bus.subscribe("shared", binding, second, 1)]
+    subs = [
+        await bus.subscribe("shared", binding, first, 1),
+        await bus.subscribe("shared", binding, second, 1),
+    ]
     await bus.publish([raw(Pinged(n=i)) for i in range(40)])
     await eventually(lambda: len(first.got) + len(second.got) == 40)
     await asyncio.sleep(0.2)

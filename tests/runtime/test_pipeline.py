@@ -38,9 +38,18 @@ async def tables(store: Store) -> Store:
 @pytest.fixture
 async def running(bus: Bus, tables: Store) -> AsyncIterator[tuple[Bus, Store]]:
     stop = asyncio.Event()
-    supervisor = Supervisor(bus, tables, [CounterActor(), PingRecorder()],
-                            RuntimeOptions(host="test", consumer=FAST, outbox_partitions=4,
-                                           heartbeat_interval_s=60, outbox_poll_s=0.2))
+    supervisor = Supervisor(
+        bus,
+        tables,
+        [CounterActor(), PingRecorder()],
+        RuntimeOptions(
+            host="test",
+            consumer=FAST,
+            outbox_partitions=4,
+            heartbeat_interval_s=60,
+            outbox_poll_s=0.2,
+        ),
+    )
     task = asyncio.create_task(supervisor.run(stop))
     await asyncio.wait_for(supervisor.ready.wait(), 10)
     yield bus, tables
@@ -69,7 +78,8 @@ async def test_order_per_stream_is_kept(running: tuple[Bus, Store]) -> None:
     got = await store.pool.fetch("SELECT n FROM pings WHERE stream = 'ordered' ORDER BY seq")
     assert [r["n"] for r in got] == list(range(100))
     versions = await store.pool.fetch(
-        "SELECT stream_version FROM events WHERE stream_id = 'test.ping:ordered' ORDER BY seq")
+        "SELECT stream_version FROM events WHERE stream_id = 'test.ping:ordered' ORDER BY seq"
+    )
     assert [r["stream_version"] for r in versions] == list(range(1, 101))
 
 

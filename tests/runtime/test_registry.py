@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from cloud.registry import ServiceRegistry
-from cloud.runtime.actor import Actor
+from cloud.runtime.actor import Actor, Context, handles
 from cloud.runtime.bus import Bus
 from cloud.runtime.supervisor import RuntimeOptions, Supervisor
 from cloud.store.db import Store
 from tests.conftest import eventually
 from tests.messages import Pinged
-from cloud.runtime.actor import Context, handles
 
 
 class Worker(Actor):
@@ -34,14 +33,17 @@ async def test_stopped_actor_is_reported_down_within_its_window(bus: Bus, store:
     registry_stop, worker_stop = asyncio.Event(), asyncio.Event()
     fast = RuntimeOptions(host="node-a", heartbeat_interval_s=0.2)
     registry = Supervisor(bus, store, [FastRegistry(down_after_s=window)], fast)
-    worker = Supervisor(bus, None, [Worker()], RuntimeOptions(host="node-b", heartbeat_interval_s=0.2))
+    worker = Supervisor(
+        bus, None, [Worker()], RuntimeOptions(host="node-b", heartbeat_interval_s=0.2)
+    )
     tasks = [asyncio.create_task(registry.run(registry_stop))]
     await asyncio.wait_for(registry.ready.wait(), 10)
     tasks.append(asyncio.create_task(worker.run(worker_stop)))
     try:
         await eventually(lambda: _state(store, "node-b/aiostack-worker", "up"))
         readiness = await store.pool.fetchval(
-            "SELECT readiness::text FROM services WHERE service_id = 'node-b/aiostack-worker'")
+            "SELECT readiness::text FROM services WHERE service_id = 'node-b/aiostack-worker'"
+        )
         assert '"hypervisor": false' in readiness
         worker_stop.set()
         await asyncio.wait_for(tasks[1], 10)
@@ -50,8 +52,12 @@ async def test_stopped_actor_is_reported_down_within_its_window(bus: Bus, store:
         took = asyncio.get_running_loop().time() - stopped_at
         # window + one tick + one heartbeat interval of slack, well inside 2x the window
         assert took < window * 2, f"marked down after {took:.2f}s"
-        kinds = [r["kind"] for r in await store.pool.fetch(
-            "SELECT kind FROM events WHERE stream_id = 'service:node-b/aiostack-worker' ORDER BY seq")]
+        kinds = [
+            r["kind"]
+            for r in await store.pool.fetch(
+                "SELECT kind FROM events WHERE stream_id = 'service:node-b/aiostack-worker' ORDER BY seq"
+            )
+        ]
         assert kinds == ["service.marked_up", "service.marked_down"]
         assert await _state(store, "node-a/aiostack-registry", "up"), "the registry itself beats"
     finally:

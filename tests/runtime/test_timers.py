@@ -76,15 +76,23 @@ async def test_deadline_fires_after_the_process_that_set_it_died(
 ) -> None:
     await store.pool.execute(COUNTERS_DDL)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SET_TIMER_AND_DIE, database, stdout=subprocess.PIPE,
+        sys.executable,
+        "-c",
+        SET_TIMER_AND_DIE,
+        database,
+        stdout=subprocess.PIPE,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )
     out, _ = await proc.communicate()
     assert proc.returncode == -signal.SIGKILL and b"scheduled" in out
 
     stop = asyncio.Event()
-    supervisor = Supervisor(bus, store, [CounterActor()],
-                            RuntimeOptions(host="test", heartbeat_interval_s=60, timer_poll_s=0.1))
+    supervisor = Supervisor(
+        bus,
+        store,
+        [CounterActor()],
+        RuntimeOptions(host="test", heartbeat_interval_s=60, timer_poll_s=0.1),
+    )
     task = asyncio.create_task(supervisor.run(stop))
     try:
         await eventually(lambda: _counter_is_one(store), timeout=15)

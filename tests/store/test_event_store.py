@@ -40,7 +40,8 @@ async def test_expected_version_is_enforced(store: Store) -> None:
         await uow.emit(Pinged(stream="acct", n=4))
     rows = await store.pool.fetch(
         "SELECT stream_version, body->>'n' AS n FROM events WHERE stream_id = 'test.ping:acct'"
-        " ORDER BY seq")
+        " ORDER BY seq"
+    )
     assert [(r["stream_version"], r["n"]) for r in rows] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]
 
 
@@ -51,8 +52,12 @@ async def test_concurrent_writers_to_one_stream_get_distinct_versions(store: Sto
             await uow.emit(Pinged(stream="hot", n=n))
 
     await asyncio.gather(*(write(n) for n in range(20)))
-    versions = [r["stream_version"] for r in await store.pool.fetch(
-        "SELECT stream_version FROM events WHERE stream_id = 'test.ping:hot' ORDER BY seq")]
+    versions = [
+        r["stream_version"]
+        for r in await store.pool.fetch(
+            "SELECT stream_version FROM events WHERE stream_id = 'test.ping:hot' ORDER BY seq"
+        )
+    ]
     assert versions == list(range(1, 41))
 
 

@@ -53,7 +53,7 @@ async def test_edited_applied_migration_is_refused(
     await migrations.upgrade(empty_db, tmp_path)
     edited = tmp_path / "0001_runtime.sql"
     edited.write_text(edited.read_text() + "\n-- a harmless-looking edit\n")
-    with pytest.raises(migrations.MigrationError, match="0001_runtime was edited after it was applied"):
+    with pytest.raises(migrations.MigrationError, match="0001_runtime was edited after it"):
         await migrations.upgrade(empty_db, tmp_path)
 
 
@@ -72,7 +72,7 @@ def test_gaps_and_bad_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(migrations.MigrationError, match="without gaps"):
         migrations.discover(tmp_path)
     (tmp_path / "2_bad.sql").write_text("")
-    with pytest.raises(migrations.MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(migrations.MigrationError, match=r"NNNN_name\.sql"):
         migrations.discover(tmp_path)
 
 
@@ -81,7 +81,8 @@ async def test_events_are_append_only(empty_db: asyncpg.Connection) -> None:
     await empty_db.execute(
         """INSERT INTO events (id, stream_id, stream_version, kind, v, body, correlation_id,
                                occurred_at, source)
-           VALUES ('e1', 's', 1, 'a.b', 1, '{}', 'c', now(), 'test')""")
+           VALUES ('e1', 's', 1, 'a.b', 1, '{}', 'c', now(), 'test')"""
+    )
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
         await empty_db.execute("UPDATE events SET kind = 'x.y'")
     with pytest.raises(asyncpg.RaiseError, match="append-only"):

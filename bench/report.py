@@ -1,0 +1,106 @@
+"""Plain-text output: the results table, the targets with PASS/MISS, and per-path notes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.stats import Result
+
+COLUMNS = ("path", "events", "seconds", "events/s", "p50 ms", "p99 ms")
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.1f}"
+
+
+def _row(result: Result) -> tuple[str, ...]:
+    path = result.path if result.complete else f"{result.path} (INCOMPLETE)"
+    return (
+        path,
+        f"{result.events:,}",
+        f"{result.seconds:.2f}",
+        f"{result.rate:,.0f}",
+        _ms(result.p50_ms),
+        _ms(result.p99_ms),
+    )
+
+
+def _align(rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """Columns padded to their widest cell; the first ``left`` columns left-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def table(results: Sequence[Result]) -> str:
+    rows = [COLUMNS, *(_row(r) for r in results)]
+    lines = _align(rows)
+    rule = "-" * max(len(line) for line in lines)
+    return "\n".join([lines[0], rule, *lines[1:]])
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal on one result: ``check`` says whether the result meets it."""
+
+    name: str
+    key: str
+    goal: str
+    measure: Callable[[Result], str]
+    check: Callable[[Result], bool]
+
+
+TARGETS = (
+    Target(
+        "AMQP path, sustained",
+        "amqp.throughput",
+        ">= 3,000 events/s",
+        lambda r: f"{r.rate:,.0f} events/s",
+        lambda r: r.complete and r.rate >= 3000,
+    ),
+    Target(
+        "AMQP path, latency at 1,000 events/s",
+        "amqp.paced",
+        "p99 < 50 ms",
+        lambda r: f"p99 {_ms(r.p99_ms)} ms at {r.rate:,.0f} events/s",
+        lambda r: r.complete and r.p99_ms < 50 and r.rate >= 0.95 * 1000,
+    ),
+    Target(
+        "in-process path, sustained",
+        "inproc.throughput",
+        ">= 10,000 events/s",
+        lambda r: f"{r.rate:,.0f} events/s",
+        lambda r: r.complete and r.rate >= 10_000,
+    ),
+)
+
+
+def targets(results: Sequence[Result]) -> str:
+    by_key = {r.key: r for r in results}
+    rows: list[tuple[str, ...]] = [("target", "goal", "measured", "")]
+    for target in TARGETS:
+        result = by_key.get(target.key)
+        if result is None:
+            rows.append((target.name, target.goal, "not run", "-"))
+            continue
+        verdict = "PASS" if target.check(result) else "MISS"
+        rows.append((target.name, target.goal, target.measure(result), verdict))
+    lines = _align(rows, left=3)
+    rule = "-" * max(len(line) for line in lines)
+    return "\n".join([lines[0], rule, *lines[1:]])
+
+
+def notes(results: Sequence[Result]) -> str:
+    blocks = []
+    for result in results:
+        if result.notes:
+            blocks.append("\n".join([f"{result.path}:", *(f"  - {n}" for n in result.notes)]))
+    return "\n".join(blocks)
