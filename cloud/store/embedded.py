@@ -221,11 +221,12 @@ class _Cluster:
     def drop_foreign_pid_file(self) -> bool:
         """Delete postmaster.pid if the live process it names is no server on data_dir."""
         # Restarted hosts and containers hand out the same PIDs again, so a stale file can name
-        # an unrelated live process of the same user. A postmaster always runs in its data dir.
+        # an unrelated live process of the same user. A postmaster always runs in its data dir
+        # (compared by inode, so bind mounts and renames cannot make our own server look foreign).
         pid_file = self.data_dir / "postmaster.pid"
         try:
             pid = int(pid_file.read_text().split()[0])
-            if Path(os.readlink(f"/proc/{pid}/cwd")) == self.data_dir:
+            if os.path.samestat(os.stat(f"/proc/{pid}/cwd"), self.data_dir.stat()):
                 return False
         except (OSError, ValueError, IndexError):
             return False  # gone, a zombie, or no /proc: pg_ctl's verdict stands
