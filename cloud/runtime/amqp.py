@@ -47,6 +47,7 @@ log = structlog.get_logger("aiostack.bus.amqp")
 
 ORIGIN_EXCHANGE = "x-origin-exchange"
 ORIGIN_ROUTING_KEY = "x-origin-routing-key"
+CONFIRM_TIMEOUT_S = 30.0
 
 
 class PublishNotConfirmed(ConnectionError):
@@ -82,7 +83,7 @@ class _AmqpDelivery:
             await self._incoming.ack()
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             # The channel died after our commit: the broker redelivers and the inbox absorbs it.
-            log.warning("bus.ack_lost", queue=self._queue, error=str(exc))
+            log.warning("bus.ack_lost", queue=self._queue, error=repr(exc))
 
     async def retry(self, delay_ms: int, error: str) -> None:
         again = self._message.with_headers(
@@ -191,7 +192,14 @@ class AmqpBus:
         Each publish takes the channel's FIFO write lock before it first yields, so frames leave in
         the order of ``items`` and RabbitMQ keeps that order in every queue they reach.
         """
-        channel = await self._channel().get_underlay_channel()
+        publisher = self._channel()
+        try:
+            # The connection being back is not enough: wait until aio-pika has reopened this
+            # channel, or we would publish on the old, closed one.
+            await publisher.ready()
+            channel = await publisher.get_underlay_channel()
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            raise PublishNotConfirmed(f"publisher channel unavailable: {exc!r}") from exc
         pending = [
             asyncio.ensure_future(
                 channel.basic_publish(
@@ -203,7 +211,14 @@ class AmqpBus:
             )
             for exchange, routing_key, message in items
         ]
-        results = await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            # Bounded: a silently dropped connection must not stall the relay until heartbeats
+            # notice; an unconfirmed batch is simply published again.
+            results = await asyncio.wait_for(
+                asyncio.gather(*pending, return_exceptions=True), CONFIRM_TIMEOUT_S
+            )
+        except TimeoutError as exc:
+            raise PublishNotConfirmed(f"no confirm within {CONFIRM_TIMEOUT_S}s") from exc
         for result in results:
             if isinstance(result, BaseException):
                 raise PublishNotConfirmed(f"publish failed: {result!r}") from result

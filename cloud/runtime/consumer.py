@@ -180,7 +180,12 @@ class Consumer:
             detail=detail,
             message_id=delivery.message.message_id,
         )
-        await delivery.dead_letter(reason, detail)
+        try:
+            await delivery.dead_letter(reason, detail)
+        except ConnectionError as exc:
+            log.warning(
+                "message.not_settled", error=repr(exc), message_id=delivery.message.message_id
+            )
 
     async def _handle_in_transaction(self, store: Store, items: Sequence[_Item]) -> None:
         async with store.pool.acquire() as conn, conn.transaction():
@@ -264,12 +269,16 @@ class Consumer:
             "error": error,
             "correlation_id": item.envelope.correlation_id,
         }
-        if attempt >= self._options.max_attempts:
-            log.error("message.gave_up", **bound)
-            await item.delivery.dead_letter("handler_failed", error)
-        else:
-            log.warning("message.retrying", **bound)
-            await item.delivery.retry(self._options.delay_for(attempt), error)
+        try:
+            if attempt >= self._options.max_attempts:
+                log.error("message.gave_up", **bound)
+                await item.delivery.dead_letter("handler_failed", error)
+            else:
+                log.warning("message.retrying", **bound)
+                await item.delivery.retry(self._options.delay_for(attempt), error)
+        except ConnectionError as exc:
+            # The broker is unreachable; the delivery stays unacked and comes back after reconnect.
+            log.warning("message.not_settled", error=repr(exc), **bound)
 
 
 class _PublishAfterSuccess:
