@@ -61,9 +61,9 @@ async def run(settings: Settings) -> list[Result]:
             _progress("asyncpg baselines")
             results += await baselines.pg_baselines(settings, dsn)
         for kind in ("inproc", "amqp"):
-            if kind not in settings.groups:
-                continue
             for measure in (pipeline.throughput, pipeline.paced):
+                if f"{kind}-{measure.__name__}" not in settings.groups:
+                    continue
                 _progress(f"{kind} {measure.__name__}")
                 async with pipeline.running(kind, settings, dsn) as running:
                     results.append(await measure(running))

@@ -13,7 +13,19 @@ from cloud.runtime.supervisor import RuntimeOptions
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
-GROUPS = ("baseline-amqp", "baseline-pg", "inproc", "amqp")
+GROUPS = (
+    "baseline-amqp",
+    "baseline-pg",
+    "inproc-throughput",
+    "inproc-paced",
+    "amqp-throughput",
+    "amqp-paced",
+)
+ALIASES = {
+    "baselines": ("baseline-amqp", "baseline-pg"),
+    "inproc": ("inproc-throughput", "inproc-paced"),
+    "amqp": ("amqp-throughput", "amqp-paced"),
+}
 
 _CONSUMER = ConsumerOptions()
 _RUNTIME = RuntimeOptions(host="bench")
@@ -54,6 +66,11 @@ def _env(*names: str, default: str) -> str:
         if value:
             return value
     return default
+
+
+def _expand(names: Sequence[str]) -> tuple[str, ...]:
+    wanted = {g for name in names for g in ALIASES.get(name, (name,))}
+    return tuple(g for g in GROUPS if g in wanted)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -206,6 +223,6 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         max_batch=args.max_batch,
         outbox_batch=args.outbox_batch,
         outbox_partitions=args.outbox_partitions,
-        groups=tuple(args.only) if args.only else GROUPS,
+        groups=_expand(args.only) if args.only else GROUPS,
         timeout_s=args.timeout,
     )
