@@ -6,12 +6,14 @@ Exit status: 0 when every path finished (targets missed or not), 1 when a path f
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+import aio_pika
 import asyncpg
 
 from bench import baselines, pipeline, report
@@ -26,57 +28,99 @@ def _progress(message: str) -> None:
 
 
 async def _server_versions(settings: Settings) -> str:
+    """The servers' versions, which also checks that both are reachable before anything starts."""
     conn = await asyncpg.connect(settings.database_url, timeout=10)
     try:
         postgres = await conn.fetchval("SHOW server_version")
         sync = await conn.fetchval("SHOW synchronous_commit")
     finally:
         await conn.close()
-    return f"PostgreSQL {postgres} (synchronous_commit={sync})"
+    broker = await aio_pika.connect(settings.amqp_url, timeout=10)
+    try:
+        properties = broker.transport.connection.server_properties
+        rabbit = f"{properties.get('product', 'broker')} {properties.get('version', '?')}"
+    finally:
+        await broker.close()
+    return f"PostgreSQL {postgres.split()[0]} (synchronous_commit={sync}), {rabbit}"
 
 
-def _header(settings: Settings, servers: str) -> str:
+def _header(settings: Settings, servers: str, load: tuple[float, float]) -> str:
     return "\n".join(
         [
             "aiostack end-to-end benchmark",
             f"  machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {servers}",
+            f"  load average (1 min) before/after: {load[0]:.2f} / {load[1]:.2f} "
+            "(other processes' CPU use skews every number)",
             f"  sustained: {settings.events:,} events, {settings.batch} per transaction, "
             f"{settings.producers} producer(s), {settings.streams} streams; "
             f"paced: {settings.rate:,.0f}/s for {settings.seconds:g} s, "
-            f"{settings.pace_batch} per transaction",
+            f"{' and '.join(map(str, settings.pace_batches))} per transaction",
             f"  runtime: prefetch {settings.prefetch}, consumer max_batch {settings.max_batch}, "
-            f"relay batch {settings.outbox_batch}, {settings.outbox_partitions} outbox partitions",
+            f"relay batch {settings.outbox_batch}, {settings.outbox_partitions} outbox partitions, "
+            f"pool {settings.pool_size}",
         ]
     )
+
+
+async def _guarded(
+    label: str, key: str, body: Callable[[], Awaitable[list[Result]]]
+) -> list[Result]:
+    """Run one step; if it raises, report it as a failed row and go on with the next."""
+    _progress(label)
+    try:
+        return await body()
+    except Exception as exc:
+        _progress(f"{label}: FAILED: {type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return [Result(label, key, 0, 0.0, complete=False, error=error)]
+
+
+def _pipeline_step(
+    kind: str,
+    settings: Settings,
+    dsn: str,
+    measure: Callable[[pipeline.Pipeline], Awaitable[Result]],
+) -> Callable[[], Awaitable[list[Result]]]:
+    async def step() -> list[Result]:
+        async with pipeline.running(kind, settings, dsn) as running:
+            return [await measure(running)]
+
+    return step
 
 
 async def run(settings: Settings) -> list[Result]:
     """Every selected path, in order, each measured in this process."""
     results: list[Result] = []
-    if "baseline-amqp" in settings.groups:
-        _progress("aio-pika baselines")
-        results += await baselines.amqp_baselines(settings)
+    groups = settings.groups
+    if "baseline-amqp" in groups:
+        results += await _guarded(
+            "aio-pika baselines", "baseline.amqp", lambda: baselines.amqp_baselines(settings)
+        )
     async with fresh_database(settings.database_url) as dsn:
-        if "baseline-pg" in settings.groups:
-            _progress("asyncpg baselines")
-            results += await baselines.pg_baselines(settings, dsn)
+        if "baseline-pg" in groups:
+            results += await _guarded(
+                "asyncpg baselines", "baseline.pg", lambda: baselines.pg_baselines(settings, dsn)
+            )
         for kind in ("inproc", "amqp"):
-            for measure in (pipeline.throughput, pipeline.paced):
-                if f"{kind}-{measure.__name__}" not in settings.groups:
-                    continue
-                _progress(f"{kind} {measure.__name__}")
-                async with pipeline.running(kind, settings, dsn) as running:
-                    results.append(await measure(running))
+            if f"{kind}-throughput" in groups:
+                step = _pipeline_step(kind, settings, dsn, pipeline.throughput)
+                results += await _guarded(f"{kind} throughput", f"{kind}.throughput", step)
+            if f"{kind}-paced" in groups:
+                for batch in settings.pace_batches:
+                    measure = functools.partial(pipeline.paced, pace_batch=batch)
+                    step = _pipeline_step(kind, settings, dsn, measure)
+                    label = f"{kind} paced, {batch} ev/tx"
+                    results += await _guarded(label, f"{kind}.paced.{batch}", step)
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(argv)
     configure("console", os.environ.get("AIOSTACK_BENCH_LOG_LEVEL", "warning"))
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     servers = asyncio.run(_server_versions(settings))
     results = asyncio.run(run(settings))
-    print(_header(settings, servers))
+    print(_header(settings, servers, (load_before, os.getloadavg()[0])))
     print()
     print(report.table(results))
     print()

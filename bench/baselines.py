@@ -20,6 +20,7 @@ import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from bench.config import Settings
+from bench.cpu import CpuMeter
 from bench.messages import Tick
 from bench.stats import Result
 from cloud.runtime.bus import envelope_headers
@@ -115,7 +116,7 @@ async def _amqp_run(
                 done.set()
 
         await queue.consume(on_message)
-        started = time.perf_counter()
+        meter, started = CpuMeter(), time.perf_counter()
         await publish(exchange, count, sent)
         complete = True
         try:
@@ -123,12 +124,16 @@ async def _amqp_run(
         except TimeoutError:
             complete = False
         seconds = time.perf_counter() - started
+        cpu = meter.report()
         await consumer.close()
         await publisher.queue_delete(name)
         await publisher.exchange_delete(name)
     finally:
         await connection.close()
-    notes = [f"prefetch {settings.prefetch}, manual ack per message, persistent messages"]
+    notes = [
+        f"prefetch {settings.prefetch}, manual ack per message, persistent messages",
+        cpu,
+    ]
     return Result(path, key, len(latencies), seconds, latencies, notes, complete)
 
 
@@ -166,7 +171,7 @@ async def pg_baselines(settings: Settings, dsn: str) -> list[Result]:
         for label, insert in (("executemany", executemany), ("unnest", unnest)):
             await conn.execute(_BASELINE_DDL)
             latencies = []
-            started = time.perf_counter()
+            meter, started = CpuMeter(), time.perf_counter()
             for batch in batches:
                 began = time.perf_counter()
                 async with conn.transaction():
@@ -175,7 +180,7 @@ async def pg_baselines(settings: Settings, dsn: str) -> list[Result]:
             seconds = time.perf_counter() - started
             await conn.execute("DROP TABLE bench_rows")
             path = f"baseline asyncpg {label}, {settings.pg_batch} rows/tx"
-            notes = ["latency = one transaction (BEGIN..COMMIT) of a batch"]
+            notes = ["latency = one transaction (BEGIN..COMMIT) of a batch", meter.report()]
             results.append(
                 Result(path, f"baseline.pg.{label}", len(rows), seconds, latencies, notes)
             )

@@ -13,6 +13,7 @@ from cloud.runtime.supervisor import RuntimeOptions
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
+# Paths in the order they run; ``--only`` selects some (or a group: an alias).
 GROUPS = (
     "baseline-amqp",
     "baseline-pg",
@@ -43,7 +44,7 @@ class Settings:
     streams: int
     rate: float
     seconds: float
-    pace_batch: int
+    pace_batches: tuple[int, ...]
     naive_events: int
     window: int
     pg_batch: int
@@ -52,6 +53,7 @@ class Settings:
     max_batch: int
     outbox_batch: int
     outbox_partitions: int
+    pool_size: int
     groups: tuple[str, ...]
     timeout_s: float
 
@@ -68,9 +70,21 @@ def _env(*names: str, default: str) -> str:
     return default
 
 
+def _positive_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("each value must be at least 1")
+    return tuple(sorted(set(values)))
+
+
 def _expand(names: Sequence[str]) -> tuple[str, ...]:
-    wanted = {g for name in names for g in ALIASES.get(name, (name,))}
-    return tuple(g for g in GROUPS if g in wanted)
+    wanted = {group for name in names for group in ALIASES.get(name, (name,))}
+    return tuple(group for group in GROUPS if group in wanted)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,151 +92,115 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="aiostack end-to-end event throughput and latency benchmark.",
     )
-    p.add_argument(
-        "--events",
-        type=int,
-        default=None,
-        help="events per sustained-throughput path (default 20000; 2000 with --quick)",
-    )
-    p.add_argument(
-        "--rate",
-        type=float,
-        default=1000.0,
-        help="events/s of the paced latency runs (default 1000)",
-    )
-    p.add_argument(
-        "--seconds",
-        type=float,
-        default=None,
-        help="duration of the paced latency runs (default 10; 2 with --quick)",
-    )
-    p.add_argument("--quick", action="store_true", help="a short smoke run")
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=100,
-        help="events emitted per transaction in throughput runs (default 100)",
-    )
-    p.add_argument(
-        "--producers",
-        type=int,
-        default=1,
-        help="concurrent emitting tasks in throughput runs (default 1)",
-    )
-    p.add_argument(
-        "--streams",
-        type=int,
-        default=16,
-        help="distinct event streams (spread over outbox partitions, default 16)",
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--events", type=int, help="events per sustained path (default 20000; 2000 with --quick)")
+    add("--rate", type=float, default=1000.0, help="events/s of the paced runs (default 1000)")
+    add("--seconds", type=float, help="length of the paced runs (default 10; 2 with --quick)")
+    add("--quick", action="store_true", help="a short smoke run")
+    add("--batch", type=int, default=100, help="events per transaction, sustained (default 100)")
+    add("--producers", type=int, default=1, help="concurrent emitting tasks, sustained (default 1)")
+    add("--streams", type=int, default=16, help="distinct event streams (default 16)")
+    add(
         "--pace-batch",
-        type=int,
-        default=1,
-        help="events per transaction in paced runs (default 1: one per request)",
+        type=_positive_ints,
+        default=(1, 10),
+        metavar="N[,N...]",
+        help="events per transaction in paced runs, one run each (default 1,10)",
     )
-    p.add_argument(
-        "--naive-events",
-        type=int,
-        default=None,
-        help="messages of the naive one-by-one AMQP baseline (default: min(events, 5000))",
+    add(
+        "--naive-events", type=int, help="messages, naive AMQP baseline (default min(events, 5000))"
     )
-    p.add_argument(
-        "--window",
-        type=int,
-        default=1000,
-        help="outstanding confirms of the pipelined AMQP baseline (default 1000)",
-    )
-    p.add_argument(
-        "--pg-batch",
-        type=int,
-        default=500,
-        help="rows per transaction of the asyncpg baselines (default 500)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=int,
-        default=500,
-        help="events pushed through each pipeline before measuring (default 500)",
-    )
-    p.add_argument(
+    add("--window", type=int, default=1000, help="confirms in flight, pipelined AMQP baseline")
+    add("--pg-batch", type=int, default=500, help="rows per transaction, asyncpg baselines")
+    add("--warmup", type=int, default=500, help="events through each pipeline before measuring")
+    add(
         "--prefetch",
         type=int,
         default=_CONSUMER.prefetch,
         help=f"consumer prefetch (runtime default {_CONSUMER.prefetch})",
     )
-    p.add_argument(
+    add(
         "--max-batch",
         type=int,
         default=_CONSUMER.max_batch,
         help=f"consumer deliveries per transaction (runtime default {_CONSUMER.max_batch})",
     )
-    p.add_argument(
+    add(
         "--outbox-batch",
         type=int,
         default=_RUNTIME.outbox_batch,
         help=f"relay rows per publish (runtime default {_RUNTIME.outbox_batch})",
     )
-    p.add_argument(
+    add(
         "--outbox-partitions",
         type=int,
         default=_RUNTIME.outbox_partitions,
         help=f"outbox partitions (runtime default {_RUNTIME.outbox_partitions})",
     )
-    p.add_argument(
+    add("--pool-size", type=int, default=10, help="store pool connections (Store.open default 10)")
+    add(
         "--only",
         action="append",
-        choices=GROUPS,
-        default=None,
-        help="run only these paths (repeatable); default: all",
+        choices=(*GROUPS, *ALIASES),
+        metavar="PATH",
+        help=f"run only these paths (repeatable): {', '.join((*GROUPS, *ALIASES))}",
     )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=300.0,
-        help="give up on a path that has not finished after this many seconds",
-    )
-    p.add_argument(
-        "--database-url", default=None, help="admin DSN (env AIOSTACK_BENCH_DATABASE_URL)"
-    )
-    p.add_argument("--amqp-url", default=None, help="broker URL (env AIOSTACK_BENCH_AMQP_URL)")
+    add("--timeout", type=float, default=300.0, help="give up on a path after this many seconds")
+    add("--database-url", help="admin DSN (default: env AIOSTACK_BENCH_DATABASE_URL, local)")
+    add("--amqp-url", help="broker URL (default: env AIOSTACK_BENCH_AMQP_URL, local)")
     return p
 
 
 def parse(argv: Sequence[str] | None = None) -> Settings:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     events = args.events if args.events is not None else (2000 if args.quick else 20_000)
     seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 10.0)
     naive = args.naive_events if args.naive_events is not None else min(events, 5000)
-    database_url = args.database_url or _env(
-        "AIOSTACK_BENCH_DATABASE_URL", "AIOSTACK_TEST_DATABASE_URL", default=DEFAULT_DATABASE_URL
-    )
-    amqp_url = args.amqp_url or _env(
-        "AIOSTACK_BENCH_AMQP_URL", "AIOSTACK_TEST_AMQP_URL", default=DEFAULT_AMQP_URL
-    )
-    for name in ("events", "batch", "producers", "streams", "pace_batch", "window", "pg_batch"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser().error(f"--{name.replace('_', '-')} must be at least 1")
+    counts = {
+        "events": events,
+        "batch": args.batch,
+        "producers": args.producers,
+        "streams": args.streams,
+        "naive-events": naive,
+        "window": args.window,
+        "pg-batch": args.pg_batch,
+        "prefetch": args.prefetch,
+        "max-batch": args.max_batch,
+        "outbox-batch": args.outbox_batch,
+        "outbox-partitions": args.outbox_partitions,
+        "pool-size": args.pool_size,
+    }
+    for flag, value in counts.items():
+        if value < 1:
+            p.error(f"--{flag} must be at least 1")
     if args.rate <= 0 or seconds <= 0:
-        parser().error("--rate and --seconds must be positive")
+        p.error("--rate and --seconds must be positive")
     return Settings(
-        database_url=database_url,
-        amqp_url=amqp_url,
+        database_url=args.database_url
+        or _env(
+            "AIOSTACK_BENCH_DATABASE_URL",
+            "AIOSTACK_TEST_DATABASE_URL",
+            default=DEFAULT_DATABASE_URL,
+        ),
+        amqp_url=args.amqp_url
+        or _env("AIOSTACK_BENCH_AMQP_URL", "AIOSTACK_TEST_AMQP_URL", default=DEFAULT_AMQP_URL),
         events=events,
         batch=args.batch,
         producers=args.producers,
         streams=args.streams,
         rate=args.rate,
         seconds=seconds,
-        pace_batch=args.pace_batch,
+        pace_batches=args.pace_batch,
         naive_events=naive,
         window=args.window,
         pg_batch=args.pg_batch,
-        warmup=min(args.warmup, 200) if args.quick else args.warmup,
+        warmup=min(args.warmup, 200) if args.quick else max(0, args.warmup),
         prefetch=args.prefetch,
         max_batch=args.max_batch,
         outbox_batch=args.outbox_batch,
         outbox_partitions=args.outbox_partitions,
+        pool_size=args.pool_size,
         groups=_expand(args.only) if args.only else GROUPS,
         timeout_s=args.timeout,
     )

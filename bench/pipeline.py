@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from bench.actor import Sink
 from bench.config import Settings
+from bench.cpu import CpuMeter
 from bench.database import reset_runtime_tables
 from bench.instrument import InstrumentedBus, PublishStats, Recorder
 from bench.messages import Tick
@@ -69,13 +70,29 @@ class Pipeline:
     def on_commit(self) -> None:
         self.counters.commits += 1
 
-    async def emit(self, seqs: range, stamps: list[float] | None = None) -> None:
-        """One transaction emitting ``Tick`` events ``seqs`` (stamped now, or with ``stamps``)."""
-        streams = self.settings.streams
+    async def emit(
+        self,
+        seqs: range,
+        *,
+        stamps: list[float] | None = None,
+        stream: str | None = None,
+        lane: int = 0,
+        lanes: int = 1,
+    ) -> None:
+        """One transaction emitting ``Tick`` events ``seqs`` (stamped now, or with ``stamps``).
+
+        The events go to ``stream``, or else spread over the streams of this producer's ``lane``
+        (of ``lanes``): concurrent transactions never share a stream unless given the same one.
+        Transactions appending to several shared streams can deadlock on the ``streams`` rows
+        (``PendingWrites._claim_versions`` upserts them in first-seen order, not sorted), and
+        that is not what this measures.
+        """
+        per_lane = max(1, self.settings.streams // lanes)
         async with self.store.unit(source=SOURCE) as uow:
             for index, seq in enumerate(seqs):
                 sent = stamps[index] if stamps is not None else time.perf_counter()
-                await uow.emit(Tick(stream=f"s{seq % streams}", seq=seq, sent=sent))
+                name = stream or f"s{lane + lanes * (seq % per_lane)}"
+                await uow.emit(Tick(stream=name, seq=seq, sent=sent))
         self.counters.emitted += len(seqs)
         self.counters.transactions += 1
 
@@ -124,7 +141,9 @@ def _bus(kind: str, settings: Settings) -> tuple[Bus, str]:
 @asynccontextmanager
 async def running(kind: str, settings: Settings, dsn: str) -> AsyncIterator[Pipeline]:
     """Start store, bus (``inproc`` or ``amqp``) and a supervisor running the sink; stop them."""
-    store = await Store.open(dsn, migrate=False, partitions=settings.outbox_partitions)
+    store = await Store.open(
+        dsn, migrate=False, partitions=settings.outbox_partitions, max_size=settings.pool_size
+    )
     try:
         await reset_runtime_tables(store.pool)
         inner, label = _bus(kind, settings)
@@ -173,11 +192,13 @@ async def throughput(pipeline: Pipeline) -> Result:
     s = pipeline.settings
     await _warm_up(pipeline)
     pipeline.reset(s.events)
+    meter = CpuMeter()
     sampler = asyncio.create_task(pipeline.sample())
 
     async def produce(worker: int) -> None:
         for base in range(worker * s.batch, s.events, s.batch * s.producers):
-            await pipeline.emit(range(base, min(s.events, base + s.batch)))
+            seqs = range(base, min(s.events, base + s.batch))
+            await pipeline.emit(seqs, lane=worker, lanes=s.producers)
 
     started = time.perf_counter()
     try:
@@ -188,7 +209,7 @@ async def throughput(pipeline: Pipeline) -> Result:
         sampler.cancel()
     end = pipeline.recorder.last_commit if complete else time.perf_counter()
     path = f"aiostack {pipeline.label} e2e, {s.batch} ev/tx"
-    notes = pipeline.notes(started, emit_done)
+    notes = [*pipeline.notes(started, emit_done), meter.report()]
     return Result(
         path,
         f"{pipeline.kind}.throughput",
@@ -200,49 +221,69 @@ async def throughput(pipeline: Pipeline) -> Result:
     )
 
 
-async def paced(pipeline: Pipeline) -> Result:
-    """``rate`` events/s for ``seconds``, ``pace_batch`` per transaction, open loop."""
-    s = pipeline.settings
-    await _warm_up(pipeline)
-    total = s.paced_events
-    pipeline.reset(total)
-    sampler = asyncio.create_task(pipeline.sample())
+async def _pace(pipeline: Pipeline, pace_batch: int, total: int) -> tuple[float, float]:
+    """Emit ``total`` events at ``rate``, open loop; return (scheduled start, last emit done).
+
+    Each transaction is its own task, started when its last event is due, so a slow commit does
+    not hold back the next one; every event is stamped with the instant it was due.
+    """
+    rate = pipeline.settings.rate
     tasks: set[asyncio.Task[None]] = set()
     errors: list[BaseException] = []
 
     def finished(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            errors.append(task.exception())  # type: ignore[arg-type]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            errors.append(error)
 
     started = time.perf_counter() + 0.005
+    seq = 0
+    while seq < total:
+        upto = min(total, seq + pace_batch)
+        due = started + (upto - 1) / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        counters = pipeline.counters
+        counters.pacer_lag = max(counters.pacer_lag, time.perf_counter() - due)
+        stamps = [started + k / rate for k in range(seq, upto)]
+        # One stream per transaction, as a request changing one resource would.
+        stream = f"s{(seq // pace_batch) % pipeline.settings.streams}"
+        task = asyncio.create_task(pipeline.emit(range(seq, upto), stamps=stamps, stream=stream))
+        tasks.add(task)
+        task.add_done_callback(finished)
+        seq = upto
+    await asyncio.gather(*list(tasks), return_exceptions=True)
+    if errors:
+        raise RuntimeError(f"{len(errors)} paced transactions failed") from errors[0]
+    return started, time.perf_counter()
+
+
+async def paced(pipeline: Pipeline, pace_batch: int) -> Result:
+    """``rate`` events/s for ``seconds``, ``pace_batch`` events per transaction.
+
+    A first second at the same pace is not measured: the first moments after start-up (autovacuum
+    noticing the fresh tables, first plans, buffers) are not the steady state.
+    """
+    s = pipeline.settings
+    await _warm_up(pipeline)
+    warm = max(pace_batch, round(s.rate * min(1.0, s.seconds / 2)))
+    pipeline.reset(warm)
+    await _pace(pipeline, pace_batch, warm)
+    if not await pipeline.wait():
+        raise RuntimeError(f"{pipeline.label}: paced warm-up events never arrived")
+    pipeline.reset(s.paced_events)
+    meter = CpuMeter()
+    sampler = asyncio.create_task(pipeline.sample())
     try:
-        seq = 0
-        while seq < total:
-            upto = min(total, seq + s.pace_batch)
-            due = started + (upto - 1) / s.rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            pipeline.counters.pacer_lag = max(
-                pipeline.counters.pacer_lag, time.perf_counter() - due
-            )
-            stamps = [started + k / s.rate for k in range(seq, upto)]
-            task = asyncio.create_task(pipeline.emit(range(seq, upto), stamps))
-            tasks.add(task)
-            task.add_done_callback(finished)
-            seq = upto
-        await asyncio.gather(*list(tasks), return_exceptions=True)
-        if errors:
-            raise RuntimeError(f"{len(errors)} paced emits failed") from errors[0]
-        emit_done = time.perf_counter()
+        started, emit_done = await _pace(pipeline, pace_batch, s.paced_events)
         complete = await pipeline.wait()
     finally:
         sampler.cancel()
     end = pipeline.recorder.last_commit if complete else time.perf_counter()
-    path = f"aiostack {pipeline.label} paced {s.rate:,.0f}/s, {s.pace_batch} ev/tx"
-    notes = pipeline.notes(started, emit_done)
+    path = f"aiostack {pipeline.label} paced {s.rate:,.0f}/s, {pace_batch} ev/tx"
+    notes = [*pipeline.notes(started, emit_done), meter.report()]
     return Result(
         path,
-        f"{pipeline.kind}.paced",
+        f"{pipeline.kind}.paced.{pace_batch}",
         pipeline.recorder.count,
         end - started,
         pipeline.recorder.latencies,

@@ -16,6 +16,8 @@ def _ms(value: float) -> str:
 
 
 def _row(result: Result) -> tuple[str, ...]:
+    if result.error is not None:
+        return (f"{result.path} (FAILED)", "-", "-", "-", "-", "-")
     path = result.path if result.complete else f"{result.path} (INCOMPLETE)"
     return (
         path,
@@ -67,7 +69,7 @@ TARGETS = (
         lambda r: r.complete and r.rate >= 3000,
     ),
     Target(
-        "AMQP path, latency at 1,000 events/s",
+        "AMQP path, p99 at 1,000 events/s",
         "amqp.paced",
         "p99 < 50 ms",
         lambda r: f"p99 {_ms(r.p99_ms)} ms at {r.rate:,.0f} events/s",
@@ -84,15 +86,20 @@ TARGETS = (
 
 
 def targets(results: Sequence[Result]) -> str:
-    by_key = {r.key: r for r in results}
+    """One row per target and matching result (``amqp.paced`` matches ``amqp.paced.1``, ...)."""
     rows: list[tuple[str, ...]] = [("target", "goal", "measured", "")]
     for target in TARGETS:
-        result = by_key.get(target.key)
-        if result is None:
+        matching = [r for r in results if r.key == target.key or r.key.startswith(f"{target.key}.")]
+        if not matching:
             rows.append((target.name, target.goal, "not run", "-"))
-            continue
-        verdict = "PASS" if target.check(result) else "MISS"
-        rows.append((target.name, target.goal, target.measure(result), verdict))
+        for result in matching:
+            variant = result.key[len(target.key) + 1 :]
+            name = f"{target.name} ({variant} ev/tx)" if variant else target.name
+            if result.error is not None:
+                rows.append((name, target.goal, "failed", "MISS"))
+                continue
+            verdict = "PASS" if target.check(result) else "MISS"
+            rows.append((name, target.goal, target.measure(result), verdict))
     lines = _align(rows, left=3)
     rule = "-" * max(len(line) for line in lines)
     return "\n".join([lines[0], rule, *lines[1:]])
@@ -101,6 +108,9 @@ def targets(results: Sequence[Result]) -> str:
 def notes(results: Sequence[Result]) -> str:
     blocks = []
     for result in results:
-        if result.notes:
-            blocks.append("\n".join([f"{result.path}:", *(f"  - {n}" for n in result.notes)]))
+        lines = [n for n in result.notes if n] + (
+            [f"FAILED: {result.error}"] if result.error else []
+        )
+        if lines:
+            blocks.append("\n".join([f"{result.path}:", *(f"  - {line}" for line in lines)]))
     return "\n".join(blocks)

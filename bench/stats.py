@@ -27,6 +27,7 @@ class Result:
     latencies: Sequence[float] = ()
     notes: list[str] = field(default_factory=list)
     complete: bool = True
+    error: str | None = None  # the path raised: nothing was measured
 
     @property
     def rate(self) -> float:
