@@ -3,7 +3,8 @@
 - aio-pika: one connection, a confirming publisher channel and a consuming channel, a durable topic
   exchange and queue, persistent messages with the same headers and body size aiostack sends.
   Published once as a naive client does (each publish awaited, so one confirm outstanding), once
-  pipelined (a sliding window of outstanding confirms). Latency: publish start -> consumer callback.
+  pipelined (a sliding window of outstanding confirms), and once at the paced rate (open loop, a
+  task per publish). Latency: publish start (paced: the instant it was due) -> consumer callback.
 - asyncpg: rows of the same shape inserted in transactions of ``pg_batch`` rows, once with
   ``executemany`` and once with one ``unnest`` statement. Latency: per transaction (BEGIN..COMMIT).
 """
@@ -46,7 +47,7 @@ def _message(body: bytes, headers: dict[str, str], seq: int) -> aio_pika.Message
 
 
 async def amqp_baselines(settings: Settings) -> list[Result]:
-    """Both aio-pika variants, each on its own freshly declared exchange and queue."""
+    """The aio-pika variants, each on its own freshly declared exchange and queue."""
     body, headers = _sample()
 
     async def naive(exchange: AbstractExchange, count: int, sent: list[float]) -> None:
@@ -75,6 +76,16 @@ async def amqp_baselines(settings: Settings) -> list[Result]:
         if failures:
             raise RuntimeError(f"{len(failures)} publishes failed: {failures[0]!r}")
 
+    async def paced(exchange: AbstractExchange, count: int, sent: list[float]) -> None:
+        tasks = []
+        started = time.perf_counter() + 0.005
+        for seq in range(count):
+            sent[seq] = due = started + seq / settings.rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            message = _message(body, headers, seq)
+            tasks.append(asyncio.create_task(exchange.publish(message, routing_key="bench.tick")))
+        await asyncio.gather(*tasks)
+
     return [
         await _amqp_run(
             settings,
@@ -89,6 +100,13 @@ async def amqp_baselines(settings: Settings) -> list[Result]:
             f"baseline aio-pika confirm, {settings.window} in flight",
             settings.events,
             pipelined,
+        ),
+        await _amqp_run(
+            settings,
+            "baseline.amqp.paced",
+            f"baseline aio-pika confirm, paced {settings.rate:,.0f}/s",
+            settings.paced_events,
+            paced,
         ),
     ]
 
