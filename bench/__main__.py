@@ -1,6 +1,7 @@
 """``python -m bench``: run every path against the local PostgreSQL and RabbitMQ, print the table.
 
-Exit status: 0 when every path finished (targets missed or not), 1 when a path failed or timed out.
+Exit status: 0 when every path finished (targets missed or not), 1 when a path failed or timed out,
+2 when PostgreSQL or RabbitMQ cannot be reached.
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ async def _server_versions(settings: Settings) -> str:
         sync = await conn.fetchval("SHOW synchronous_commit")
     finally:
         await conn.close()
+    found = f"PostgreSQL {postgres.split()[0]} (synchronous_commit={sync})"
+    if not any("amqp" in group for group in settings.groups):
+        return found
     broker = await aio_pika.connect(settings.amqp_url, timeout=10)
     try:
-        properties = broker.transport.connection.server_properties
-        rabbit = f"{properties.get('product', 'broker')} {properties.get('version', '?')}"
+        transport = broker.transport
+        properties = transport.connection.server_properties if transport is not None else {}
+        product, version = properties.get("product", "broker"), properties.get("version", "?")
+        rabbit = " ".join(
+            v.decode() if isinstance(v, bytes) else str(v) for v in (product, version)
+        )
     finally:
         await broker.close()
-    return f"PostgreSQL {postgres.split()[0]} (synchronous_commit={sync}), {rabbit}"
+    return f"{found}, {rabbit}"
 
 
 def _header(settings: Settings, servers: str, load: tuple[float, float]) -> str:
@@ -118,7 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(argv)
     configure("console", os.environ.get("AIOSTACK_BENCH_LOG_LEVEL", "warning"))
     started, load_before = time.perf_counter(), os.getloadavg()[0]
-    servers = asyncio.run(_server_versions(settings))
+    try:
+        servers = asyncio.run(_server_versions(settings))
+    except Exception as exc:  # unreachable or refusing: say which, without a traceback
+        _progress(
+            f"cannot reach PostgreSQL {settings.database_url} or RabbitMQ "
+            f"{settings.amqp_url}: {type(exc).__name__}: {exc}"
+        )
+        return 2
     results = asyncio.run(run(settings))
     print(_header(settings, servers, (load_before, os.getloadavg()[0])))
     print()

@@ -42,11 +42,18 @@ def _align(rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
     return lines
 
 
+LEGEND = (
+    "latency: aiostack rows from emit (paced: the instant the event was due) to the consumer's\n"
+    "inbox commit; in sustained rows that is mostly waiting behind the backlog. aio-pika rows: from\n"
+    "publish to the consumer callback. asyncpg rows: one transaction of a batch."
+)
+
+
 def table(results: Sequence[Result]) -> str:
     rows = [COLUMNS, *(_row(r) for r in results)]
     lines = _align(rows)
     rule = "-" * max(len(line) for line in lines)
-    return "\n".join([lines[0], rule, *lines[1:]])
+    return "\n".join([lines[0], rule, *lines[1:], "", LEGEND])
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ def targets(results: Sequence[Result]) -> str:
 
 
 def notes(results: Sequence[Result]) -> str:
+    """Each path's notes (stage counters, CPU split, failures) under its name."""
     blocks = []
     for result in results:
         lines = [n for n in result.notes if n] + (

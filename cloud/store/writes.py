@@ -173,13 +173,17 @@ class PendingWrites:
             row.stream_version = reached[row.stream_id] = got
         if free:
             # One upsert for all streams; the row lock serialises concurrent writers per stream.
+            # Rows are locked in stream-id order in every writer, so two writers sharing streams
+            # wait for each other instead of deadlocking.
+            ordered = sorted(free)
             result = await conn.fetch(
                 """INSERT INTO streams (stream_id, version)
-                   SELECT * FROM unnest($1::text[], $2::int[])
+                   SELECT * FROM unnest($1::text[], $2::int[]) AS u(stream_id, n)
+                   ORDER BY stream_id
                    ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + excluded.version
                    RETURNING stream_id, version""",
-                list(free),
-                list(free.values()),
+                ordered,
+                [free[stream] for stream in ordered],
             )
             next_version = {r["stream_id"]: r["version"] - free[r["stream_id"]] for r in result}
             for row in self.events:

@@ -67,3 +67,19 @@ async def test_envelope_is_kept_with_the_event(store: Store) -> None:
     row = await store.pool.fetchrow("SELECT * FROM events")
     assert row["id"] == first.id and row["correlation_id"] == first.id
     assert row["source"] == "api@node1" and row["kind"] == "test.pinged" and row["v"] == 1
+
+
+async def test_writers_sharing_streams_in_different_orders_do_not_deadlock(store: Store) -> None:
+    streams = [f"shared{i}" for i in range(16)]
+
+    async def write(rotation: int) -> None:
+        for _ in range(25):
+            async with store.unit(source="test") as uow:
+                for stream in streams[rotation:] + streams[:rotation]:
+                    await uow.emit(Pinged(stream=stream, n=rotation))
+
+    await asyncio.wait_for(asyncio.gather(*(write(r * 4) for r in range(4))), 60)
+    counts = await store.pool.fetch(
+        "SELECT version FROM streams WHERE stream_id LIKE 'test.ping:shared%'"
+    )
+    assert sorted(r["version"] for r in counts) == [100] * 16
