@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 
 from cloud.logs import configure
+from cloud.runtime.actor import Actor
 from cloud.runtime.amqp import AmqpBus
 from cloud.runtime.bus import Bus
 from cloud.runtime.inproc import InProcBus
+from cloud.runtime.supervisor import RuntimeOptions, Supervisor
 from cloud.store import migrations
 from cloud.store.db import Store
 
@@ -111,3 +114,30 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running_supervisor(
+    bus: Bus, store: Store | None, actors: Sequence[Actor], options: RuntimeOptions
+) -> AsyncIterator[Supervisor]:
+    """A Supervisor running until the block ends, with every actor's queue consumed at entry."""
+    stop = asyncio.Event()
+    supervisor = Supervisor(bus, store, actors, options)
+    task = asyncio.create_task(supervisor.run(stop))
+    try:
+        await asyncio.wait_for(supervisor.ready.wait(), 10)
+        yield supervisor
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def quick_options(**overrides: object) -> RuntimeOptions:
+    """Runtime options for tests: quick relay polling, heartbeats out of the way."""
+    defaults: dict[str, object] = {
+        "host": "test",
+        "outbox_partitions": 4,
+        "heartbeat_interval_s": 60,
+        "outbox_poll_s": 0.2,
+    }
+    return RuntimeOptions(**{**defaults, **overrides})  # type: ignore[arg-type]

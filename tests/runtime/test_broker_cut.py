@@ -20,10 +20,9 @@ import pytest
 from cloud.runtime.amqp import AmqpBus, _AmqpSubscription
 from cloud.runtime.bus import Binding, Delivery, DeliveryHandler
 from cloud.runtime.consumer import ConsumerOptions
-from cloud.runtime.supervisor import RuntimeOptions, Supervisor
 from cloud.store.db import Store
 from tests.actors import COUNTERS_DDL, CounterActor
-from tests.conftest import eventually
+from tests.conftest import eventually, quick_options, running_supervisor
 from tests.messages import Bump
 from tests.tcp_proxy import TcpProxy
 
@@ -113,41 +112,26 @@ async def test_broker_cut_midstream_loses_nothing_and_applies_once(
 ) -> None:
     store, bus = tables, proxied_bus
     began = time.monotonic()
-    stop = asyncio.Event()
-    supervisor = Supervisor(
-        bus,
-        store,
-        [CounterActor()],
-        RuntimeOptions(
-            host="test",
-            consumer=OPTIONS,
-            outbox_partitions=4,
-            heartbeat_interval_s=60,
-            outbox_poll_s=0.2,
-        ),
-    )
-    running = asyncio.create_task(supervisor.run(stop))
     emitter: asyncio.Task[None] | None = None
-    try:
-        await asyncio.wait_for(supervisor.ready.wait(), 10)
-        emitter = asyncio.create_task(_emit_all(store))
-        notes = await _cut_midstream(proxy, bus, emitter)
-        await asyncio.wait_for(emitter, 20)
+    options = quick_options(consumer=OPTIONS)
+    async with running_supervisor(bus, store, [CounterActor()], options) as supervisor:
+        try:
+            emitter = asyncio.create_task(_emit_all(store))
+            notes = await _cut_midstream(proxy, bus, emitter)
+            await asyncio.wait_for(emitter, 20)
 
-        async def all_applied() -> bool:
-            done = await store.pool.fetchval(
-                "SELECT count(*) FROM counters WHERE name LIKE 'c%' AND value >= 1"
-            )
-            return bool(done == N)
+            async def all_applied() -> bool:
+                done = await store.pool.fetchval(
+                    "SELECT count(*) FROM counters WHERE name LIKE 'c%' AND value >= 1"
+                )
+                return bool(done == N)
 
-        await eventually(all_applied, timeout=30)
-        await eventually(lambda: _outbox_empty(store), timeout=15)
-        converged = time.monotonic() - began
-    finally:
-        if emitter is not None:
-            emitter.cancel()
-        stop.set()
-        await asyncio.wait_for(running, 30)
+            await eventually(all_applied, timeout=30)
+            await eventually(lambda: _outbox_empty(store), timeout=15)
+            converged = time.monotonic() - began
+        finally:
+            if emitter is not None:
+                emitter.cancel()
 
     rows = await store.pool.fetch("SELECT name, value FROM counters WHERE name LIKE 'c%'")
     values = {r["name"]: r["value"] for r in rows}

@@ -9,12 +9,11 @@ import pytest
 
 from cloud.runtime.bus import COMMANDS, Bus, RawMessage, envelope_headers
 from cloud.runtime.consumer import Consumer, ConsumerOptions
-from cloud.runtime.supervisor import RuntimeOptions, Supervisor
 from cloud.store.db import Store
 from cloud.store.relay import OutboxRelay
 from schemas import Envelope, encode
 from tests.actors import COUNTERS_DDL, CounterActor, PingRecorder
-from tests.conftest import eventually
+from tests.conftest import eventually, quick_options, running_supervisor
 from tests.messages import Bump, Pinged
 
 FAST = ConsumerOptions(prefetch=32, max_batch=32, max_attempts=3, retry_delays_ms=(30, 60))
@@ -37,24 +36,9 @@ async def tables(store: Store) -> Store:
 
 @pytest.fixture
 async def running(bus: Bus, tables: Store) -> AsyncIterator[tuple[Bus, Store]]:
-    stop = asyncio.Event()
-    supervisor = Supervisor(
-        bus,
-        tables,
-        [CounterActor(), PingRecorder()],
-        RuntimeOptions(
-            host="test",
-            consumer=FAST,
-            outbox_partitions=4,
-            heartbeat_interval_s=60,
-            outbox_poll_s=0.2,
-        ),
-    )
-    task = asyncio.create_task(supervisor.run(stop))
-    await asyncio.wait_for(supervisor.ready.wait(), 10)
-    yield bus, tables
-    stop.set()
-    await asyncio.wait_for(task, 30)
+    options = quick_options(consumer=FAST)
+    async with running_supervisor(bus, tables, [CounterActor(), PingRecorder()], options):
+        yield bus, tables
 
 
 async def test_emitted_command_is_handled_once(running: tuple[Bus, Store]) -> None:

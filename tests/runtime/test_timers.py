@@ -11,11 +11,10 @@ import textwrap
 
 from cloud.runtime.bus import Bus
 from cloud.runtime.clock import ManualClock
-from cloud.runtime.supervisor import RuntimeOptions, Supervisor
 from cloud.store.db import Store
 from cloud.store.timers import TimerService
 from tests.actors import COUNTERS_DDL, CounterActor
-from tests.conftest import eventually
+from tests.conftest import eventually, quick_options, running_supervisor
 from tests.messages import Bump
 
 
@@ -86,19 +85,9 @@ async def test_deadline_fires_after_the_process_that_set_it_died(
     out, _ = await proc.communicate()
     assert proc.returncode == -signal.SIGKILL and b"scheduled" in out
 
-    stop = asyncio.Event()
-    supervisor = Supervisor(
-        bus,
-        store,
-        [CounterActor()],
-        RuntimeOptions(host="test", heartbeat_interval_s=60, timer_poll_s=0.1),
-    )
-    task = asyncio.create_task(supervisor.run(stop))
-    try:
+    options = quick_options(timer_poll_s=0.1)
+    async with running_supervisor(bus, store, [CounterActor()], options):
         await eventually(lambda: _counter_is_one(store), timeout=15)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
     assert await store.pool.fetchval("SELECT count(*) FROM timers") == 0
 
 
