@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from cloud import logs
 from cloud.config import Settings, load_settings
-from cloud.node import ACTORS, NodePlan, open_store, run_node
+from cloud.gateway import key_repository, make_identity, run_bootstrap
+from cloud.node import NodePlan, open_store, run_node, runnable
 from cloud.store import migrations
 from cloud.store.events import tail_events
 
@@ -63,11 +64,11 @@ def main(ctx: click.Context, config: Path | None) -> None:
 def up(ctx: click.Context, state_dir: Path | None, listen: str | None, host: str | None) -> None:
     """Run every actor in one process (embedded PostgreSQL and in-process bus by default)."""
     settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
-    _run(run_node(settings, NodePlan(sorted(ACTORS))))
+    _run(run_node(settings, NodePlan(runnable(), bootstrap_if_empty=True)))
 
 
 @main.command()
-@click.argument("actor", type=click.Choice(sorted(ACTORS)))
+@click.argument("actor", type=click.Choice(runnable()))
 @state_dir_option
 @listen_option
 @host_option
@@ -78,6 +79,43 @@ def run(
     """Run one actor."""
     settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
     _run(run_node(settings, NodePlan([actor])))
+
+
+@main.command("bootstrap")
+@state_dir_option
+@listen_option
+@click.pass_context
+def bootstrap_cmd(ctx: click.Context, state_dir: Path | None, listen: str | None) -> None:
+    """Create the admin and demo accounts, roles, region and catalog; write clouds.yaml."""
+    settings = _settings(ctx, state_dir=state_dir, listen=listen)
+
+    async def go() -> None:
+        async with open_store(settings) as store:
+            identity = make_identity(settings, store)
+            await identity.start()
+            path = await run_bootstrap(settings, identity)
+        click.echo(f"wrote {path}")
+        click.echo(f"  export OS_CLIENT_CONFIG_FILE={path}")
+        click.echo("  openstack --os-cloud aiostack-admin project list")
+
+    _run(go())
+
+
+@main.group()
+def keys() -> None:
+    """Fernet token keys."""
+
+
+@keys.command()
+@state_dir_option
+@click.pass_context
+def rotate(ctx: click.Context, state_dir: Path | None) -> None:
+    """Stage a new key and promote the staged one; tokens under the oldest key die."""
+    settings = _settings(ctx, state_dir=state_dir)
+    repository = key_repository(settings)
+    repository.ensure()
+    primary = repository.rotate()
+    click.echo(f"primary key is now {primary}; keys: {len(repository.keys())}")
 
 
 @main.group()

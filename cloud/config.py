@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     service_down_after_s: float = Field(default=15.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+    public_url: str | None = Field(
+        default=None, description="Base URL clients use (catalog, links); default http://LISTEN."
+    )
+    region: str = Field(default="RegionOne", description="Region of the catalog's endpoints.")
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="JSON body limit.")
+    token_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of identity tokens.")
+    password_min_length: int = Field(default=0, ge=0, description="Shortest password accepted.")
+    lockout_attempts: int = Field(
+        default=0, ge=0, description="Failed logins before a user is locked out; 0: never."
+    )
+    lockout_duration_s: int = Field(default=1800, ge=1)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8)
+    policy_file: Path | None = Field(
+        default=None, description="YAML/JSON policy overrides (rule name -> check string)."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Bootstrap admin password; unset: generated on first bootstrap."
+    )
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = Field(default="info")
 
@@ -73,6 +92,15 @@ class Settings(BaseSettings):
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None
 
+    def base_url(self) -> str:
+        """Where clients reach the gateway: ``public_url``, else ``http://`` + ``listen``."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, _, port = self.listen.rpartition(":")
+        if host in ("", "0.0.0.0", "::", "[::]"):  # listening everywhere: loopback reaches it
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
+
     def amqp_dsn(self) -> str | None:
         return self.amqp_url.get_secret_value() if self.amqp_url else None
 
@@ -81,7 +109,8 @@ class Settings(BaseSettings):
         shown: dict[str, Any] = {}
         for name, value in self.model_dump(mode="python").items():
             if isinstance(value, SecretStr):
-                shown[name] = mask_url(value.get_secret_value())
+                secret = value.get_secret_value()
+                shown[name] = mask_url(secret) if name.endswith("_url") else "***"
             elif isinstance(value, Path):
                 shown[name] = str(value)
             else:

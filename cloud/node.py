@@ -7,13 +7,15 @@ Chooses the database (configured server, or a private one under the state dir) a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from cloud.config import Settings, mask_url
+from cloud.gateway import Gateway, clouds_yaml_path
 from cloud.registry import ServiceRegistry
 from cloud.runtime.actor import Actor
 from cloud.runtime.amqp import AmqpBus
@@ -30,6 +32,15 @@ log = structlog.get_logger("aiostack.node")
 ACTORS: dict[str, Callable[[Settings], Actor]] = {
     "registry": lambda s: ServiceRegistry(down_after_s=s.service_down_after_s),
 }
+
+
+# Components that are not message consumers: they run beside the supervisor.
+SERVICES = ("gateway",)
+
+
+def runnable() -> list[str]:
+    """Every name ``aiostack run`` accepts."""
+    return sorted([*ACTORS, *SERVICES])
 
 
 @asynccontextmanager
@@ -85,11 +96,34 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
 class NodePlan:
     actor_names: list[str]
 
+    bootstrap_if_empty: bool = False
+
     def actors(self, settings: Settings) -> list[Actor]:
-        unknown = [n for n in self.actor_names if n not in ACTORS]
+        unknown = [n for n in self.actor_names if n not in ACTORS and n not in SERVICES]
         if unknown:
-            raise KeyError(f"unknown actor(s) {unknown}; known: {sorted(ACTORS)}")
-        return [ACTORS[name](settings) for name in self.actor_names]
+            raise KeyError(f"unknown actor(s) {unknown}; known: {runnable()}")
+        return [ACTORS[name](settings) for name in self.actor_names if name in ACTORS]
+
+    @property
+    def gateway(self) -> bool:
+        return "gateway" in self.actor_names
+
+
+def announce(settings: Settings) -> Callable[[str, object], None]:
+    """Tell the operator where the cloud is and how to reach it with the openstack client."""
+
+    def ready(url: str, _created: object) -> None:
+        clouds = clouds_yaml_path(settings)
+        log.info("aiostack.ready", url=url, clouds_yaml=str(clouds) if clouds.exists() else None)
+        if clouds.exists():
+            print(
+                f"aiostack is up at {url}\n"
+                f"  export OS_CLIENT_CONFIG_FILE={clouds}\n"
+                f"  openstack --os-cloud aiostack-admin catalog list",
+                flush=True,
+            )
+
+    return ready
 
 
 async def run_node(settings: Settings, plan: NodePlan, stop: asyncio.Event | None = None) -> None:
@@ -103,6 +137,25 @@ async def run_node(settings: Settings, plan: NodePlan, stop: asyncio.Event | Non
     try:
         async with open_store(settings) as store:
             supervisor = Supervisor(bus, store, actors, runtime_options(settings))
-            await supervisor.run(stop)
+            tasks = [supervisor.run(stop)]
+            if plan.gateway:
+                gateway = Gateway(settings, store, plan.bootstrap_if_empty, announce(settings))
+                tasks.append(gateway.run(stop))
+            await _run_all(tasks, stop)
     finally:
         await bus.close()
+
+
+async def _run_all(bodies: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run side by side; if one fails, stop the others and raise its error."""
+    tasks = [asyncio.ensure_future(body) for body in bodies]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,6 +1,6 @@
 """The wire contract: pydantic message models only. No I/O; imports nothing from cloud/ or agents/."""
 
-from schemas import system
+from schemas import identity, system
 from schemas.base import REGISTRY, Command, Envelope, Event, Message, Registry, UnknownMessage
 from schemas.codec import DecodeError, decode, encode
 
@@ -15,5 +15,6 @@ __all__ = [
     "UnknownMessage",
     "decode",
     "encode",
+    "identity",
     "system",
 ]

@@ -20,6 +20,7 @@ class Store:
         self, pool: asyncpg.Pool, *, partitions: int = 8, clock: Clock | None = None
     ) -> None:
         self.pool, self.partitions = pool, partitions
+        self.dsn: str | None = None  # set by open(); lets components open their own connections
         self.clock: Clock = clock or SystemClock()
         self._commit_listeners: list[Callable[[], None]] = []
 
@@ -37,7 +38,9 @@ class Store:
         if migrate:
             async with pool.acquire() as conn:
                 await migrations.upgrade(conn)
-        return cls(pool, partitions=partitions, clock=clock)
+        store = cls(pool, partitions=partitions, clock=clock)
+        store.dsn = dsn
+        return store
 
     async def close(self) -> None:
         await self.pool.close()

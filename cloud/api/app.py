@@ -1,0 +1,199 @@
+"""The gateway's aiohttp application: every service's routers behind one port.
+
+Per request: a request id, the caller's token validated (operations marked ``auth=True``), the
+JSON body parsed and validated, the handler run, errors rendered in the owning service's fault
+format, and one access-log line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from cloud.api.context import AuthContext, TokenValidator
+from cloud.api.errors import ApiError, FaultFormat, keystone_fault
+from cloud.api.openapi import build_openapi
+from cloud.api.router import ApiRequest, Operation, Reply, Router
+
+log = structlog.get_logger("aiostack.api")
+
+TOKEN_VALIDATOR = web.AppKey("token_validator", TokenValidator)
+ROUTERS = web.AppKey("routers", list[Router])
+REQUEST_ID_HEADER = "X-Openstack-Request-Id"
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def build_app(
+    routers: Sequence[Router],
+    validator: TokenValidator,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    identity_url: Callable[[web.Request], str] | None = None,
+) -> web.Application:
+    """One application serving ``routers``; ``validator`` checks ``X-Auth-Token``."""
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[_middleware(routers, identity_url)]
+    )
+    app[TOKEN_VALIDATOR] = validator
+    app[ROUTERS] = list(routers)
+    for router in routers:
+        for op in router.operations:
+            app.router.add_route(op.method, op.full_path or "/", _endpoint(op))
+    app.router.add_get("/openapi.json", _openapi)
+    return app
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi(request.app[ROUTERS], base_url=_base_url(request)))
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        request["operation"] = op
+        auth = await _authenticate(request) if op.auth else None
+        request["auth"] = auth
+        body = await _parse_body(request, op) if op.body is not None else None
+        reply = await op.handler(ApiRequest(request, body, op, auth))
+        return _respond(reply, op.status)
+
+    endpoint.__name__ = op.handler.__name__
+    return endpoint
+
+
+async def _authenticate(request: web.Request) -> AuthContext:
+    token = request.headers.get("X-Auth-Token")
+    if not token:
+        raise ApiError(401, "The request you have made requires authentication.")
+    return await request.app[TOKEN_VALIDATOR].validate(token)
+
+
+async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
+    assert op.body is not None
+    raw = await request.read()
+    if not raw:
+        raise ApiError(400, "The request body is empty; a JSON object is required.")
+    if request.content_type not in op.content_types:
+        raise ApiError(
+            415, f"Content-Type must be one of {', '.join(op.content_types)}, not {request.content_type}."
+        )
+    try:
+        text = raw.decode("utf-8")
+        json.loads(text)
+    except UnicodeDecodeError:
+        raise ApiError(400, "Malformed request body: it is not UTF-8.") from None
+    except ValueError as exc:
+        raise ApiError(400, f"Malformed request body: invalid JSON ({exc}).") from None
+    try:
+        return op.body.model_validate_json(text)
+    except ValidationError as exc:
+        raise ApiError(400, validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One readable line per problem, naming the field like Keystone does."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        problems.append(f"Invalid input for field '{where}': {err['msg']}.")
+    return " ".join(problems[:5])
+
+
+def _respond(reply: Reply, status: int) -> web.StreamResponse:
+    if isinstance(reply, web.StreamResponse):
+        return reply
+    if reply is None:
+        return web.Response(status=status)
+    data: Any = reply.model_dump(mode="json") if isinstance(reply, BaseModel) else reply
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)
+
+
+def _fault_for(request: web.Request, routers: Sequence[Router]) -> FaultFormat:
+    op: Operation | None = request.get("operation")
+    if op is not None:
+        return op.router.fault
+    owners = [r for r in routers if r.prefix and request.path.startswith(r.prefix)]
+    return max(owners, key=lambda r: len(r.prefix)).fault if owners else keystone_fault
+
+
+def _middleware(
+    routers: Sequence[Router], identity_url: Callable[[web.Request], str] | None
+) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def gateway(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request["request_id"] = f"req-{uuid.uuid4()}"
+        try:
+            response: web.StreamResponse = await handler(request)
+        except ApiError as error:
+            response = _render(request, error, routers, identity_url)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            error = ApiError(exc.status, _http_message(exc))
+            response = _render(request, error, routers, identity_url)
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except Exception:
+            log.exception("api.unhandled", request_id=request_id, path=request.path)
+            error = ApiError(500, "An unexpected error prevented the server from fulfilling it.")
+            response = _render(request, error, routers, identity_url)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        _access_log(request, response, started)
+        return response
+
+    return gateway
+
+
+def _render(
+    request: web.Request,
+    error: ApiError,
+    routers: Sequence[Router],
+    identity_url: Callable[[web.Request], str] | None,
+) -> web.Response:
+    body = _fault_for(request, routers)(error)
+    response = web.json_response(body, status=error.status, headers=error.headers, dumps=_dumps)
+    if error.status == 401 and identity_url is not None:
+        response.headers["WWW-Authenticate"] = f'Keystone uri="{identity_url(request)}"'
+    return response
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "The resource could not be found."
+    if exc.status == 405:
+        return f"The method {exc.text or ''} is not allowed for this resource.".replace(
+            "405: Method Not Allowed ", ""
+        )
+    if exc.status == 413:
+        return "The request body is larger than the server accepts."
+    return exc.reason
+
+
+def _access_log(request: web.Request, response: web.StreamResponse, started: float) -> None:
+    auth: AuthContext | None = request.get("auth")
+    log.info(
+        "api.request",
+        request_id=request["request_id"],
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        user_id=auth.user.id if auth else None,
+        project_id=auth.project_id if auth else None,
+        remote=request.remote,
+    )
