@@ -37,6 +37,8 @@ def clouds_yaml_path(settings: Settings) -> Path:
 def make_identity(settings: Settings, store: Store) -> Identity:
     keys = key_repository(settings)
     keys.ensure()
+    credential_keys = KeyRepository(settings.state_dir.resolve() / "credential-keys")
+    credential_keys.ensure()
     return Identity(
         store,
         TokenFormatter(keys),
@@ -51,6 +53,7 @@ def make_identity(settings: Settings, store: Store) -> Identity:
             lockout_duration=timedelta(seconds=settings.lockout_duration_s),
         ),
         store.clock,
+        credential_keys,
     )
 
 

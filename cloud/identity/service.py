@@ -12,7 +12,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ from cloud.api.context import AuthContext, Named
 from cloud.api.errors import ApiError
 from cloud.api.policy import Policy
 from cloud.identity import repo
+from cloud.identity.keys import KeyRepository
 from cloud.identity.passwords import PasswordHasher
 from cloud.identity.revocations import IDENTITY_CHANNEL, RevocationList
 from cloud.identity.tokens import InvalidToken, TokenFormatter, TokenPayload
@@ -58,8 +59,11 @@ class Identity:
         policy: Policy,
         options: IdentityOptions,
         clock: Clock,
+        credential_keys: KeyRepository | None = None,
     ) -> None:
         self.store, self.tokens, self.hasher, self.policy = store, tokens, hasher, policy
+        # Encrypts credential blobs (EC2 secrets) at rest; separate from the token keys.
+        self.credential_keys = credential_keys
         self.options, self.clock = options, clock
         self.revocations = RevocationList()
         self._validated: OrderedDict[str, AuthContext] = OrderedDict()
@@ -215,6 +219,3 @@ class Identity:
             app_cred_id=p.app_cred_id,
         )
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -103,13 +103,13 @@ async def test_work_runs_in_the_argon2_pool_off_the_loop(
     monkeypatch.setattr(hasher, "_hasher", slow)
 
     verify: asyncio.Task[object] = asyncio.ensure_future(hasher.verify("$argon2id$x", "pw"))
-    # 0.2 s of blocking in the worker: a free loop ticks about 20 times meanwhile; a blocked one
-    # would tick once or twice.
-    assert await _ticks_while(verify) >= 10
+    # 0.2 s of blocking in the worker: a free loop ticks about 20 times meanwhile, a blocked one
+    # at most once. The margin is for slow, loaded CI machines.
+    assert await _ticks_while(verify) >= 5
     assert verify.result() is True
 
     hashing: asyncio.Task[object] = asyncio.ensure_future(hasher.hash("pw"))
-    assert await _ticks_while(hashing) >= 10
+    assert await _ticks_while(hashing) >= 5
 
     assert len(slow.threads) == 2
     assert all(name.startswith("argon2") for name in slow.threads), slow.threads
@@ -118,15 +118,12 @@ async def test_work_runs_in_the_argon2_pool_off_the_loop(
 
 async def test_real_verify_leaves_the_loop_responsive() -> None:
     # Real argon2, costly enough to take a noticeable time; the loop keeps running meanwhile.
-    costly = PasswordHasher(time_cost=3, memory_kib=32768)
+    costly = PasswordHasher(time_cost=6, memory_kib=32768)
     encoded = await costly.hash("pw")
-    started = time.monotonic()
     verify: asyncio.Task[object] = asyncio.ensure_future(costly.verify(encoded, "pw"))
-    ticks = await _ticks_while(verify)
-    elapsed = time.monotonic() - started
+    # Verifying takes several 10 ms ticks; on the loop's own thread there would be at most one.
+    assert await _ticks_while(verify) >= 3
     assert verify.result() is True
-    # Each tick is >= 10 ms, so a responsive loop ticks about elapsed / 10 ms times.
-    assert ticks >= int(elapsed / 0.01) // 2
 
 
 def test_the_pool_is_shared_and_dedicated() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import openstack
 import openstack.connection
+from openstack.config.loader import OpenStackConfig
 import pytest
 import requests
 import yaml
@@ -86,8 +87,8 @@ class RunningCloud:
         return proc.stderr
 
     def sdk(self, cloud: str = "aiostack-admin") -> openstack.connection.Connection:
-        return openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=False,
-                                 config_files=[str(self.clouds_yaml)])
+        config = OpenStackConfig(config_files=[str(self.clouds_yaml)], load_envvars=False)
+        return openstack.connection.Connection(config=config.get_one(cloud=cloud))
 
 
 async def _create_database() -> str:

@@ -18,7 +18,17 @@ discovery = Router("identity", "", keystone_fault)
 def routers() -> list[Router]:
     """Both identity routers, with every resource module's operations registered."""
     from cloud.identity.api import (  # noqa: F401  (importing registers the operations)
+        app_credentials,
+        assignments,
         auth,
+        catalog,
+        credentials,
+        domains,
+        grants,
+        groups,
+        projects,
+        roles,
+        users,
         versions,
     )
 
