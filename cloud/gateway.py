@@ -42,9 +42,7 @@ def make_identity(settings: Settings, store: Store) -> Identity:
     return Identity(
         store,
         TokenFormatter(keys),
-        PasswordHasher(
-            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
-        ),
+        PasswordHasher(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
         Policy.from_file(DEFAULT_RULES, settings.policy_file),
         IdentityOptions(
             token_ttl=timedelta(seconds=settings.token_ttl_s),

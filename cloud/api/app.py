@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler as HandlerType
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 
 from cloud.api.context import AuthContext, TokenValidator
@@ -25,7 +27,10 @@ from cloud.api.router import ApiRequest, Operation, Reply, Router
 log = structlog.get_logger("aiostack.api")
 
 TOKEN_VALIDATOR = web.AppKey("token_validator", TokenValidator)
-ROUTERS = web.AppKey("routers", list[Router])
+ROUTERS = web.AppKey("routers", Sequence[Router])
+REQUEST_ID = web.RequestKey("request_id", str)
+OPERATION = web.RequestKey("operation", Operation)
+AUTH = web.RequestKey("auth", AuthContext)
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -60,9 +65,10 @@ def _base_url(request: web.Request) -> str:
 
 def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        request["operation"] = op
+        request[OPERATION] = op
         auth = await _authenticate(request) if op.auth else None
-        request["auth"] = auth
+        if auth is not None:
+            request[AUTH] = auth
         body = await _parse_body(request, op) if op.body is not None else None
         reply = await op.handler(ApiRequest(request, body, op, auth))
         return _respond(reply, op.status)
@@ -85,7 +91,8 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
         raise ApiError(400, "The request body is empty; a JSON object is required.")
     if request.content_type not in op.content_types:
         raise ApiError(
-            415, f"Content-Type must be one of {', '.join(op.content_types)}, not {request.content_type}."
+            415,
+            f"Content-Type must be one of {', '.join(op.content_types)}, not {request.content_type}.",
         )
     try:
         text = raw.decode("utf-8")
@@ -95,7 +102,8 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
     except ValueError as exc:
         raise ApiError(400, f"Malformed request body: invalid JSON ({exc}).") from None
     try:
-        return op.body.model_validate_json(text)
+        # Strict: JSON types must match (no "3" for 3), as Keystone's and Nova's schemas demand.
+        return op.body.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise ApiError(400, validation_message(exc)) from None
 
@@ -123,35 +131,40 @@ def _dumps(obj: Any) -> str:
 
 
 def _fault_for(request: web.Request, routers: Sequence[Router]) -> FaultFormat:
-    op: Operation | None = request.get("operation")
+    op = request.get(OPERATION)
     if op is not None:
-        return op.router.fault
+        fault: FaultFormat = op.router.fault
+        return fault
     owners = [r for r in routers if r.prefix and request.path.startswith(r.prefix)]
-    return max(owners, key=lambda r: len(r.prefix)).fault if owners else keystone_fault
+    if not owners:
+        return keystone_fault
+    owner: Router = max(owners, key=lambda r: len(r.prefix))
+    return owner.fault
 
 
 def _middleware(
     routers: Sequence[Router], identity_url: Callable[[web.Request], str] | None
-) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     @web.middleware
-    async def gateway(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def gateway(request: web.Request, handler: HandlerType) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = request["request_id"] = f"req-{uuid.uuid4()}"
+        request_id = request[REQUEST_ID] = f"req-{uuid.uuid4()}"
         try:
             response: web.StreamResponse = await handler(request)
-        except ApiError as error:
-            response = _render(request, error, routers, identity_url)
+        except ApiError as exc:
+            response = _render(request, exc, routers, identity_url)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            error = ApiError(exc.status, _http_message(exc))
-            response = _render(request, error, routers, identity_url)
+            response = _render(
+                request, ApiError(exc.status, _http_message(exc)), routers, identity_url
+            )
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             log.exception("api.unhandled", request_id=request_id, path=request.path)
-            error = ApiError(500, "An unexpected error prevented the server from fulfilling it.")
-            response = _render(request, error, routers, identity_url)
+            crash = ApiError(500, "An unexpected error prevented the server from fulfilling it.")
+            response = _render(request, crash, routers, identity_url)
         response.headers[REQUEST_ID_HEADER] = request_id
         _access_log(request, response, started)
         return response
@@ -176,19 +189,18 @@ def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 404:
         return "The resource could not be found."
     if exc.status == 405:
-        return f"The method {exc.text or ''} is not allowed for this resource.".replace(
-            "405: Method Not Allowed ", ""
-        )
+        method = exc.method if isinstance(exc, web.HTTPMethodNotAllowed) else "used"
+        return f"The method {method} is not allowed for this resource."
     if exc.status == 413:
         return "The request body is larger than the server accepts."
     return exc.reason
 
 
 def _access_log(request: web.Request, response: web.StreamResponse, started: float) -> None:
-    auth: AuthContext | None = request.get("auth")
+    auth = request.get(AUTH)
     log.info(
         "api.request",
-        request_id=request["request_id"],
+        request_id=request[REQUEST_ID],
         method=request.method,
         path=request.path,
         status=response.status,

@@ -59,8 +59,10 @@ def parse_sort(
         keys, dirs = query.getall("sort_key", []), query.getall("sort_dir", [])
         if len(dirs) > len(keys):
             raise ApiError(400, "There are more sort_dir values than sort_key values.")
-        pairs = [(k, dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc"))
-                 for i, k in enumerate(keys)]
+        pairs = [
+            (k, dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc"))
+            for i, k in enumerate(keys)
+        ]
     if not pairs:
         pairs = [(k, "desc") for k in default]
     sort: list[SortKey] = []
@@ -104,7 +106,9 @@ class Where:
         return self
 
     def sql(self) -> str:
-        return ("WHERE " + " AND ".join(f"({c})" for c in self.conditions)) if self.conditions else ""
+        return (
+            ("WHERE " + " AND ".join(f"({c})" for c in self.conditions)) if self.conditions else ""
+        )
 
 
 def parse_bool(value: str, name: str) -> bool:

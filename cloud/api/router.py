@@ -31,7 +31,7 @@ Handler = Callable[["ApiRequest[Any]"], Awaitable[Reply]]
 class ApiRequest(Generic[B]):
     """What a handler sees: the parsed body, path and query parameters, the caller, the app."""
 
-    __slots__ = ("raw", "body", "operation", "_auth")
+    __slots__ = ("_auth", "body", "operation", "raw")
 
     def __init__(
         self, raw: web.Request, body: B, operation: Operation, auth: AuthContext | None
@@ -63,7 +63,7 @@ class ApiRequest(Generic[B]):
 
     @property
     def request_id(self) -> str:
-        return str(self.raw["request_id"])
+        return str(self.raw.get("request_id", ""))
 
     def base_url(self) -> str:
         """Scheme and authority the client used (``http://host:port``)."""

@@ -199,7 +199,9 @@ async def _app_credential(
             raise ApiError(400, "An application credential is named by id, or name and user.")
         user = await _find_user(conn, ref.user)
         row = user and await conn.fetchrow(
-            "SELECT * FROM id_app_credentials WHERE name = $1 AND user_id = $2", ref.name, user["id"]
+            "SELECT * FROM id_app_credentials WHERE name = $1 AND user_id = $2",
+            ref.name,
+            user["id"],
         )
     if row is None:
         await identity.hasher.verify("", ref.secret)
@@ -234,7 +236,10 @@ async def _scope(
         if ref.id is None and (ref.name is None or ref.domain is None):
             raise ApiError(400, "A project is named by id, or by name and domain.")
         row = await repo.project_by_ref(
-            conn, ref.id, ref.name, ref.domain.id if ref.domain else None,
+            conn,
+            ref.id,
+            ref.name,
+            ref.domain.id if ref.domain else None,
             ref.domain.name if ref.domain else None,
         )
         if row is None or not row["enabled"] or not row["domain_enabled"]:
@@ -250,7 +255,7 @@ async def _scope(
             raise _denied("no role on domain", user_id=user_id, domain_id=drow["id"])
         return None, drow["id"], None
     if scope.system != {"all": True}:
-        raise ApiError(400, "The system scope is {\"all\": true}.")
+        raise ApiError(400, 'The system scope is {"all": true}.')
     if not await repo.effective_roles(conn, user_id, "system", "all"):
         raise _denied("no role on system", user_id=user_id)
     return None, None, "all"

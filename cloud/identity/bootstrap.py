@@ -204,7 +204,9 @@ async def _catalog(uow: UnitOfWork, base_url: str, region: str) -> None:
                 name,
             )
             await uow.emit(
-                ServiceCreated(resource_id=service_id, attributes={"type": service_type, "name": name})
+                ServiceCreated(
+                    resource_id=service_id, attributes={"type": service_type, "name": name}
+                )
             )
         url = base_url + path
         for interface in ("public", "internal", "admin"):
@@ -244,9 +246,7 @@ def _read_passwords(path: Path) -> dict[str, str]:
         return {}
 
 
-def _write_clouds_yaml(
-    path: Path, base_url: str, region: str, passwords: dict[str, str]
-) -> None:
+def _write_clouds_yaml(path: Path, base_url: str, region: str, passwords: dict[str, str]) -> None:
     def cloud(account: Account) -> dict[str, Any]:
         return {
             "auth": {

@@ -27,16 +27,20 @@ Targets the API passes (nested dicts or dotted keys; an absent key makes its che
 - ``list_groups_for_user``: ``target.user``. ``list_users_in_group`` and
   ``check_user_in_group``: ``target.group`` (and ``target.user`` for the check).
 - Collection lists (``list_projects``, ``list_users``, ``list_groups``, ``list_domains``,
-  ``list_role_assignments*``): ``domain_id`` at the top level, the domain the listing is
-  restricted to: the ``domain_id`` query filter, or for a domain-scoped caller its own domain (the
-  API then returns only that domain's entries). Keystone's spelling, ``target.domain_id``, is
-  accepted too.
+  ``list_role_assignments*``): ``domain_id``, the domain the listing is restricted to: the
+  ``domain_id`` query filter, or for a domain-scoped caller its own domain (the API then returns
+  only that domain's entries).
 - User-owned collections (``ec2_*``, ``*application_credential*``, ``change_password``,
-  ``list_user_projects``): ``user_id`` at the top level, the user in the URL; the API answers
-  404 when the addressed credential belongs to someone else. ``list_user_projects`` also takes
+  ``list_user_projects``): ``user_id``, the user in the URL; the API answers 404 when the
+  addressed credential belongs to someone else. ``list_user_projects`` also takes
   ``target.user`` so that a domain reader may list a user of its domain.
 - Tokens (``check_token``, ``validate_token``, ``revoke_token``): ``target.token.user_id``, the
   subject token's user.
+
+The list and user-owned keys are read at the top level (``%(domain_id)s``, ``%(user_id)s``, where
+oslo.policy puts Keystone's URL arguments) or under ``target`` (``target.domain_id``,
+``target.user_id``: Keystone's own spelling for lists, and what a caller nesting its whole target
+under ``target`` produces). Either works; an absent one never grants anything.
 """
 
 from __future__ import annotations
@@ -74,20 +78,25 @@ _GRANT_MANAGER = (
     f" (role:manager and {_GRANT_IN_DOMAIN} and rule:domain_managed_target_role)"
 )
 _CREDENTIAL_OWNER = "user_id:%(target.credential.user_id)s"
+_OWNER = "(rule:owner or rule:target_owner)"
 
 _BASE: dict[str, str] = {
     "admin_required": "role:admin or is_admin:True",
     "service_role": "role:service",
     "service_or_admin": "rule:admin_required or rule:service_role",
     "owner": "user_id:%(user_id)s",
-    "admin_or_owner": "rule:admin_required or rule:owner",
+    # ``owner`` with the user id passed under ``target`` (see the module docstring).
+    "target_owner": "user_id:%(target.user_id)s",
+    "admin_or_owner": "rule:admin_required or rule:owner or rule:target_owner",
     "token_subject": "user_id:%(target.token.user_id)s",
     "admin_or_token_subject": "rule:admin_required or rule:token_subject",
     "service_admin_or_token_subject": "rule:service_or_admin or rule:token_subject",
     "system_reader": "role:reader and system_scope:all",
     "system_admin": "role:admin and system_scope:all",
     "admin_or_system_reader": "rule:admin_required or rule:system_reader",
-    "admin_or_system_reader_or_owner": "rule:admin_or_system_reader or rule:owner",
+    "admin_or_system_reader_or_owner": (
+        "rule:admin_or_system_reader or rule:owner or rule:target_owner"
+    ),
     # A reader scoped to the domain a listing is restricted to (see the module docstring).
     "domain_reader": (
         "role:reader and (domain_id:%(domain_id)s or domain_id:%(target.domain_id)s)"
@@ -115,7 +124,7 @@ _OPERATIONS: dict[str, str] = {
     "get_project": _PROJECT_READER,
     "list_projects": _LIST_IN_DOMAIN,
     "list_user_projects": (
-        f"{_ADMIN_OR_READER} or (role:reader and domain_id:%(target.user.domain_id)s) or rule:owner"
+        f"{_ADMIN_OR_READER} or (role:reader and domain_id:%(target.user.domain_id)s) or {_OWNER}"
     ),
     "create_project": _PROJECT_MANAGER,
     "update_project": _PROJECT_MANAGER,
@@ -132,7 +141,7 @@ _OPERATIONS: dict[str, str] = {
     "create_user": _USER_MANAGER,
     "update_user": _USER_MANAGER,
     "delete_user": _USER_MANAGER,
-    "change_password": "rule:owner",
+    "change_password": _OWNER,
     # Groups and membership.
     "list_groups": _LIST_IN_DOMAIN,
     "list_groups_for_user": _USER_READER,
@@ -210,12 +219,12 @@ _OPERATIONS: dict[str, str] = {
     "delete_credential": f"rule:admin_required or {_CREDENTIAL_OWNER}",
     "ec2_get_credential": "rule:admin_or_system_reader_or_owner",
     "ec2_list_credentials": "rule:admin_or_system_reader_or_owner",
-    "ec2_create_credential": "rule:admin_required or (role:member and rule:owner)",
-    "ec2_delete_credential": "rule:admin_required or (role:member and rule:owner)",
+    "ec2_create_credential": f"rule:admin_required or (role:member and {_OWNER})",
+    "ec2_delete_credential": f"rule:admin_required or (role:member and {_OWNER})",
     "get_application_credential": "rule:admin_or_system_reader_or_owner",
     "list_application_credentials": "rule:admin_or_system_reader_or_owner",
     # Only the user may mint one: it carries the creator's own roles.
-    "create_application_credential": "rule:owner",
+    "create_application_credential": _OWNER,
     "delete_application_credential": "rule:admin_or_owner",
     # Tokens: anyone may check or revoke their own; services validate others' tokens.
     "check_token": f"{_ADMIN_OR_READER} or rule:token_subject",

@@ -218,4 +218,3 @@ class Identity:
             system=p.system,
             app_cred_id=p.app_cred_id,
         )
-

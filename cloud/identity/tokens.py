@@ -25,7 +25,7 @@ import binascii
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 import msgpack  # type: ignore[import-untyped]
@@ -90,10 +90,18 @@ def _decode_audit_id(audit_id: str) -> bytes:
     return raw
 
 
-def _utc_second(value: datetime, name: str) -> datetime:
+def _utc(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
-    return value.astimezone(UTC).replace(microsecond=0)
+    return value.astimezone(UTC)
+
+
+def _utc_second(value: datetime, name: str) -> datetime:
+    return _utc(value, name).replace(microsecond=0)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _check_id(value: object, name: str, *, optional: bool) -> None:
@@ -106,7 +114,7 @@ def _check_id(value: object, name: str, *, optional: bool) -> None:
 @dataclass(frozen=True, slots=True)
 class TokenPayload:
     """What a token says. Exactly one of project_id, domain_id and system may be set; none set
-    means an unscoped token. Times are normalised to UTC whole seconds, as the token stores them,
+    means an unscoped token. Times are normalised to UTC (expires_at to whole seconds) as the token stores them,
     so a payload compares equal to its parsed token."""
 
     user_id: str
@@ -126,7 +134,9 @@ class TokenPayload:
         if not methods or not all(isinstance(m, str) and m for m in methods):
             raise ValueError("methods must be a non-empty tuple of non-empty str")
         object.__setattr__(self, "methods", methods)
-        issued_at = _utc_second(self.issued_at, "issued_at")
+        # issued_at keeps microseconds: a revocation at 12:00:00.4 must not kill a token
+        # issued at 12:00:00.7 (re-login right after a password change).
+        issued_at = _utc(self.issued_at, "issued_at")
         expires_at = _utc_second(self.expires_at, "expires_at")
         if expires_at < issued_at:
             raise ValueError("expires_at is before issued_at")
@@ -184,7 +194,7 @@ def _encode(payload: TokenPayload) -> bytes:
         kind,
         _pack_id(payload.user_id),
         _pack_methods(payload.methods),
-        int(payload.issued_at.timestamp()),
+        (payload.issued_at - _EPOCH) // _MICROSECOND,
         int(payload.expires_at.timestamp()),
         [_decode_audit_id(a) for a in payload.audit_ids],
         scope_id,
@@ -229,6 +239,15 @@ def _unpack_time(value: object) -> datetime:
         raise ValueError("time out of range") from exc
 
 
+def _unpack_micros(value: object) -> datetime:
+    if not _is_int(value):
+        raise ValueError("bad time")
+    try:
+        return _EPOCH + value * _MICROSECOND
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+
+
 def _unpack_audit_ids(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(
         isinstance(a, bytes) and len(a) == _AUDIT_ID_BYTES for a in value
@@ -266,7 +285,7 @@ def _decode(packed: bytes) -> TokenPayload:
     return TokenPayload(
         user_id=_unpack_id(user_id),
         methods=_unpack_methods(methods),
-        issued_at=_unpack_time(issued_at),
+        issued_at=_unpack_micros(issued_at),
         expires_at=_unpack_time(expires_at),
         audit_ids=_unpack_audit_ids(audit_ids),
         project_id=project_id,

@@ -293,28 +293,107 @@ def test_from_file_missing_file(tmp_path: Path) -> None:
 
 POLICY = Policy(DEFAULT_RULES)
 
-OPERATIONS = """
-get_domain list_domains create_domain update_domain delete_domain get_project list_projects
-list_user_projects create_project update_project delete_project list_project_tags
-get_project_tag update_project_tags create_project_tag delete_project_tags delete_project_tag
-get_user list_users create_user update_user delete_user change_password list_groups
-list_groups_for_user get_group create_group update_group delete_group list_users_in_group
-remove_user_from_group check_user_in_group add_user_to_group get_role list_roles create_role
-update_role delete_role get_domain_role list_domain_roles create_domain_role update_domain_role
-delete_domain_role get_implied_role list_implied_roles create_implied_role delete_implied_role
-list_role_inference_rules check_implied_role check_grant list_grants create_grant revoke_grant
-list_system_grants_for_user check_system_grant_for_user create_system_grant_for_user
-revoke_system_grant_for_user list_system_grants_for_group check_system_grant_for_group
-create_system_grant_for_group revoke_system_grant_for_group list_role_assignments
-list_role_assignments_for_tree get_region list_regions create_region update_region
-delete_region get_service list_services create_service update_service delete_service
-get_endpoint list_endpoints create_endpoint update_endpoint delete_endpoint get_credential
-list_credentials create_credential update_credential delete_credential ec2_get_credential
-ec2_list_credentials ec2_create_credential ec2_delete_credential get_application_credential
-list_application_credentials create_application_credential delete_application_credential
-check_token validate_token revocation_list revoke_token get_auth_catalog get_auth_projects
-get_auth_domains get_auth_system
-""".split()
+OPERATIONS = [
+    "get_domain",
+    "list_domains",
+    "create_domain",
+    "update_domain",
+    "delete_domain",
+    "get_project",
+    "list_projects",
+    "list_user_projects",
+    "create_project",
+    "update_project",
+    "delete_project",
+    "list_project_tags",
+    "get_project_tag",
+    "update_project_tags",
+    "create_project_tag",
+    "delete_project_tags",
+    "delete_project_tag",
+    "get_user",
+    "list_users",
+    "create_user",
+    "update_user",
+    "delete_user",
+    "change_password",
+    "list_groups",
+    "list_groups_for_user",
+    "get_group",
+    "create_group",
+    "update_group",
+    "delete_group",
+    "list_users_in_group",
+    "remove_user_from_group",
+    "check_user_in_group",
+    "add_user_to_group",
+    "get_role",
+    "list_roles",
+    "create_role",
+    "update_role",
+    "delete_role",
+    "get_domain_role",
+    "list_domain_roles",
+    "create_domain_role",
+    "update_domain_role",
+    "delete_domain_role",
+    "get_implied_role",
+    "list_implied_roles",
+    "create_implied_role",
+    "delete_implied_role",
+    "list_role_inference_rules",
+    "check_implied_role",
+    "check_grant",
+    "list_grants",
+    "create_grant",
+    "revoke_grant",
+    "list_system_grants_for_user",
+    "check_system_grant_for_user",
+    "create_system_grant_for_user",
+    "revoke_system_grant_for_user",
+    "list_system_grants_for_group",
+    "check_system_grant_for_group",
+    "create_system_grant_for_group",
+    "revoke_system_grant_for_group",
+    "list_role_assignments",
+    "list_role_assignments_for_tree",
+    "get_region",
+    "list_regions",
+    "create_region",
+    "update_region",
+    "delete_region",
+    "get_service",
+    "list_services",
+    "create_service",
+    "update_service",
+    "delete_service",
+    "get_endpoint",
+    "list_endpoints",
+    "create_endpoint",
+    "update_endpoint",
+    "delete_endpoint",
+    "get_credential",
+    "list_credentials",
+    "create_credential",
+    "update_credential",
+    "delete_credential",
+    "ec2_get_credential",
+    "ec2_list_credentials",
+    "ec2_create_credential",
+    "ec2_delete_credential",
+    "get_application_credential",
+    "list_application_credentials",
+    "create_application_credential",
+    "delete_application_credential",
+    "check_token",
+    "validate_token",
+    "revocation_list",
+    "revoke_token",
+    "get_auth_catalog",
+    "get_auth_projects",
+    "get_auth_domains",
+    "get_auth_system",
+]
 
 
 def token(
@@ -461,6 +540,11 @@ def test_user_owned_resources() -> None:
     assert not allowed("get_credential", READER, own)
     assert allowed("list_user_projects", MEMBER, {"user_id": "u2"})
     assert not allowed("list_user_projects", MEMBER, {"user_id": "u3"})
+    # The same keys nested under ``target``, as a caller wrapping its whole target passes them.
+    assert allowed("create_application_credential", MEMBER, {"target": {"user_id": "u2"}})
+    assert not allowed("create_application_credential", MEMBER, {"target": {"user_id": "u3"}})
+    assert allowed("get_application_credential", MEMBER, {"target": {"user_id": "u2"}})
+    assert not allowed("get_application_credential", READER, {"target": {"user_id": "u2"}})
 
 
 def test_tokens_and_anonymous_operations() -> None:

@@ -139,14 +139,14 @@ def test_padding_added_back_by_a_client_is_accepted(formatter: TokenFormatter) -
     assert formatter.parse(padded) == original
 
 
-def test_times_are_normalised_to_utc_seconds() -> None:
+def test_times_are_utc_and_only_expiry_is_truncated_to_seconds() -> None:
     plus_two = timezone(timedelta(hours=2))
     payload = project_token_payload(
         issued_at=datetime(2031, 5, 17, 14, 30, 45, 999_999, tzinfo=plus_two),
         expires_at=datetime(2031, 5, 17, 15, 30, 45, 1, tzinfo=plus_two),
     )
-    assert payload.issued_at == NOW and payload.issued_at.tzinfo is UTC
-    assert payload.issued_at.microsecond == 0
+    assert payload.issued_at == NOW.replace(microsecond=999_999)
+    assert payload.issued_at.tzinfo is UTC
     assert payload.expires_at == LATER
 
 

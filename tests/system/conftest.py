@@ -22,10 +22,10 @@ from typing import Any
 import asyncpg
 import openstack
 import openstack.connection
-from openstack.config.loader import OpenStackConfig
 import pytest
 import requests
 import yaml
+from openstack.config.loader import OpenStackConfig
 
 from tests.conftest import PG_URL, dsn_for
 
@@ -109,7 +109,9 @@ async def _drop_database(name: str) -> None:
         await admin.close()
 
 
-def start_cloud(tmp: Path, database: str, **settings: str) -> tuple[subprocess.Popen[bytes], RunningCloud]:
+def start_cloud(
+    tmp: Path, database: str, **settings: str
+) -> tuple[subprocess.Popen[bytes], RunningCloud]:
     port = free_port()
     state = tmp / "state"
     log_path = tmp / "aiostack.log"
@@ -134,7 +136,10 @@ def start_cloud(tmp: Path, database: str, **settings: str) -> tuple[subprocess.P
         if proc.poll() is not None:
             raise RuntimeError(f"aiostack up exited {proc.returncode}:\n{log_path.read_text()}")
         try:
-            if requests.get(cloud.url + "/identity/v3", timeout=2).ok and cloud.clouds_yaml.exists():
+            if (
+                requests.get(cloud.url + "/identity/v3", timeout=2).ok
+                and cloud.clouds_yaml.exists()
+            ):
                 return proc, cloud
         except requests.ConnectionError:
             pass
@@ -164,8 +169,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     finally:
         stop_cloud(proc)
         asyncio.run(_drop_database(database))
-        errors = [line for line in running.log_path.read_text().splitlines()
-                  if '"api.unhandled"' in line]
+        errors = [
+            line for line in running.log_path.read_text().splitlines() if '"api.unhandled"' in line
+        ]
         assert not errors, "the gateway crashed on requests:\n" + "\n".join(errors[:5])
 
 

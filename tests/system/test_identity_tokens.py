@@ -15,7 +15,9 @@ def test_version_discovery_as_keystone_publishes_it(cloud: RunningCloud) -> None
     (v3,) = root.json()["versions"]["values"]
     assert v3["id"] == "v3.14" and v3["status"] == "stable"
     assert v3["links"] == [{"rel": "self", "href": cloud.url + "/identity/v3/"}]
-    assert requests.get(cloud.url + "/identity", timeout=5, allow_redirects=False).status_code == 300
+    assert (
+        requests.get(cloud.url + "/identity", timeout=5, allow_redirects=False).status_code == 300
+    )
     version = requests.get(cloud.url + "/identity/v3", timeout=5).json()["version"]
     assert version["media-types"][0]["type"] == "application/vnd.openstack.identity-v3+json"
 
@@ -43,8 +45,13 @@ def test_catalog_lists_identity(cloud: RunningCloud) -> None:
     assert identity["Name"] == "keystone"
     public = [e for e in identity["Endpoints"] if e["interface"] == "public"]
     assert public == [
-        {"id": public[0]["id"], "interface": "public", "region_id": "RegionOne",
-         "url": f"{cloud.url}/identity/v3", "region": "RegionOne"}
+        {
+            "id": public[0]["id"],
+            "interface": "public",
+            "region_id": "RegionOne",
+            "url": f"{cloud.url}/identity/v3",
+            "region": "RegionOne",
+        }
     ]
 
 

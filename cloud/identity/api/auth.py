@@ -37,8 +37,11 @@ def token_body(ctx: AuthContext, catalog: list[dict[str, Any]] | None) -> dict[s
     }
     if ctx.project is not None:
         p = ctx.project
-        token["project"] = {"domain": {"id": p.domain_id, "name": p.domain_name}, "id": p.id,
-                            "name": p.name}
+        token["project"] = {
+            "domain": {"id": p.domain_id, "name": p.domain_name},
+            "id": p.id,
+            "name": p.name,
+        }
         token["is_domain"] = False
     elif ctx.domain is not None:
         token["domain"] = {"id": ctx.domain.id, "name": ctx.domain.name}
@@ -92,7 +95,9 @@ async def validate_token(req: ApiRequest[Any]) -> web.Response:
     subject = await _subject(req)
     enforce(req, "identity:validate_token", {"token": {"user_id": subject.user.id}})
     catalog = await identity(req).catalog() if _wants_catalog(req) else None
-    return web.json_response(token_body(subject, catalog), headers={"X-Subject-Token": subject.token})
+    return web.json_response(
+        token_body(subject, catalog), headers={"X-Subject-Token": subject.token}
+    )
 
 
 @router.head("/auth/tokens", errors=(404,))
@@ -116,8 +121,9 @@ async def revoke_token(req: ApiRequest[Any]) -> None:
             keep_until=subject.expires_at,
             audit_id=subject.audit_ids[0],
         )
-        await uow.emit(TokenRevoked(resource_id=subject.audit_ids[0],
-                                    attributes={"user_id": subject.user.id}))
+        await uow.emit(
+            TokenRevoked(resource_id=subject.audit_ids[0], attributes={"user_id": subject.user.id})
+        )
 
 
 @router.get("/auth/catalog")
@@ -134,19 +140,24 @@ async def auth_projects(req: ApiRequest[Any]) -> dict[str, Any]:
     """Projects the caller may scope a token to."""
     enforce(req, "identity:get_auth_projects")
     async with identity(req).store.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM id_projects WHERE enabled ORDER BY name"
-        )
+        rows = await conn.fetch("SELECT * FROM id_projects WHERE enabled ORDER BY name")
         projects = [
-            r for r in rows
+            r
+            for r in rows
             if await repo.effective_roles(conn, req.auth.user.id, "project", r["id"])
         ]
     return {
         "projects": [
-            {"id": r["id"], "name": r["name"], "domain_id": r["domain_id"], "enabled": True,
-             "description": r["description"], "is_domain": False,
-             "parent_id": r["parent_id"] or r["domain_id"],
-             "links": self_link(req, f"/projects/{r['id']}")}
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "domain_id": r["domain_id"],
+                "enabled": True,
+                "description": r["description"],
+                "is_domain": False,
+                "parent_id": r["parent_id"] or r["domain_id"],
+                "links": self_link(req, f"/projects/{r['id']}"),
+            }
             for r in projects
         ],
         "links": collection_links(req),
@@ -160,13 +171,17 @@ async def auth_domains(req: ApiRequest[Any]) -> dict[str, Any]:
     async with identity(req).store.pool.acquire() as conn:
         rows = await conn.fetch("SELECT * FROM id_domains WHERE enabled ORDER BY name")
         domains = [
-            r for r in rows
-            if await repo.effective_roles(conn, req.auth.user.id, "domain", r["id"])
+            r for r in rows if await repo.effective_roles(conn, req.auth.user.id, "domain", r["id"])
         ]
     return {
         "domains": [
-            {"id": r["id"], "name": r["name"], "enabled": True, "description": r["description"],
-             "links": self_link(req, f"/domains/{r['id']}")}
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "enabled": True,
+                "description": r["description"],
+                "links": self_link(req, f"/domains/{r['id']}"),
+            }
             for r in domains
         ],
         "links": collection_links(req),

@@ -56,7 +56,8 @@ async def conflict_on_duplicate(what: str, detail: str) -> AsyncIterator[None]:
         yield
     except asyncpg.UniqueViolationError:
         raise ApiError(
-            409, f"Conflict occurred attempting to store {what} - Duplicate entry found with {detail}."
+            409,
+            f"Conflict occurred attempting to store {what} - Duplicate entry found with {detail}.",
         ) from None
     except asyncpg.ForeignKeyViolationError as exc:
         raise ApiError(400, f"Invalid reference while storing {what}: {exc.detail}") from None
