@@ -48,6 +48,7 @@ class CliError(AssertionError):
 @dataclass
 class RunningCloud:
     url: str
+    database: str
     clouds_yaml: Path
     state_dir: Path
     log_path: Path
@@ -91,7 +92,7 @@ class RunningCloud:
         return openstack.connection.Connection(config=config.get_one(cloud=cloud))
 
 
-async def _create_database() -> str:
+async def create_database() -> str:
     name = f"aiostack_sys_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG_URL)
     try:
@@ -101,7 +102,7 @@ async def _create_database() -> str:
     return name
 
 
-async def _drop_database(name: str) -> None:
+async def drop_database(name: str) -> None:
     admin = await asyncpg.connect(PG_URL)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -110,11 +111,17 @@ async def _drop_database(name: str) -> None:
 
 
 def start_cloud(
-    tmp: Path, database: str, **settings: str
+    tmp: Path,
+    database: str,
+    *,
+    command: tuple[str, ...] = ("up",),
+    state: Path | None = None,
+    **settings: str,
 ) -> tuple[subprocess.Popen[bytes], RunningCloud]:
+    """Start ``aiostack COMMAND`` on a free port; return once it answers (and has a clouds.yaml)."""
     port = free_port()
-    state = tmp / "state"
-    log_path = tmp / "aiostack.log"
+    state = state or tmp / "state"
+    log_path = tmp / f"aiostack-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOSTACK_")}
     env |= {
         "AIOSTACK_DATABASE_URL": dsn_for(database),
@@ -128,9 +135,11 @@ def start_cloud(
     env |= {f"AIOSTACK_{k.upper()}": v for k, v in settings.items()}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cloud.cli", "up"], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "cloud.cli", *command], cwd=ROOT, env=env, stdout=log, stderr=log
         )
-    cloud = RunningCloud(f"http://127.0.0.1:{port}", state / "clouds.yaml", state, log_path)
+    cloud = RunningCloud(
+        f"http://127.0.0.1:{port}", database, state / "clouds.yaml", state, log_path
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -162,13 +171,13 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     """One aiostack for the whole session (tests create uniquely named resources)."""
     import asyncio
 
-    database = asyncio.run(_create_database())
+    database = asyncio.run(create_database())
     proc, running = start_cloud(tmp_path_factory.mktemp("cloud"), database)
     try:
         yield running
     finally:
         stop_cloud(proc)
-        asyncio.run(_drop_database(database))
+        asyncio.run(drop_database(database))
         errors = [
             line for line in running.log_path.read_text().splitlines() if '"api.unhandled"' in line
         ]
