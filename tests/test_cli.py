@@ -14,6 +14,7 @@ import asyncpg
 
 from cloud.runtime.amqp import AmqpBus
 from tests.conftest import AMQP_URL
+from tests.system.conftest import free_port
 
 AIOSTACK = [sys.executable, "-m", "cloud.cli"]
 
@@ -62,7 +63,9 @@ async def _up_until_started(env: dict[str, str], tmp_path: Path) -> tuple[int, s
         str(tmp_path / "state"),
         "--host",
         "cli-node",
-        env={**os.environ, **env},
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        env={**os.environ, "AIOSTACK_ARGON2_MEMORY_KIB": "1024", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -78,6 +81,8 @@ async def _up_until_started(env: dict[str, str], tmp_path: Path) -> tuple[int, s
                 return
 
     await asyncio.wait_for(read_until('"service.up"'), 30)
+    if not any('"aiostack.ready"' in line for line in lines):
+        await asyncio.wait_for(read_until('"aiostack.ready"'), 30)
     proc.send_signal(signal.SIGTERM)
     await asyncio.wait_for(read_until("supervisor.stopped"), 30)
     code = await asyncio.wait_for(proc.wait(), 30)
@@ -130,3 +135,24 @@ def test_db_upgrade_is_idempotent(database: str) -> None:
     got = cli("db", "upgrade", env={"AIOSTACK_DATABASE_URL": database})
     assert got.returncode == 0, got.stderr
     assert "database is up to date" in got.stdout
+
+
+def test_bootstrap_writes_clouds_yaml_and_keys_rotate(database: str, tmp_path: Path) -> None:
+    env = {
+        "AIOSTACK_DATABASE_URL": database,
+        "AIOSTACK_STATE_DIR": str(tmp_path),
+        "AIOSTACK_ARGON2_MEMORY_KIB": "1024",
+    }
+    first = cli("bootstrap", env=env)
+    assert first.returncode == 0, first.stderr
+    clouds = tmp_path / "clouds.yaml"
+    assert f"wrote {clouds}" in first.stdout
+    before = clouds.read_text()
+    again = cli("bootstrap", env=env)
+    assert again.returncode == 0, again.stderr
+    assert clouds.read_text() == before, "a second bootstrap keeps the passwords"
+    keys = sorted(p.name for p in (tmp_path / "fernet-keys").iterdir() if p.name.isdigit())
+    assert keys == ["0", "1"]
+    rotated = cli("keys", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "primary key is now 2" in rotated.stdout
