@@ -74,7 +74,9 @@ async def test_bootstrap_is_idempotent_and_writes_both_clouds(
     identity: Identity, tmp_path: Path
 ) -> None:
     again = await bootstrap(
-        identity, base_url="http://cloud.test", region="RegionOne",
+        identity,
+        base_url="http://cloud.test",
+        region="RegionOne",
         clouds_yaml=tmp_path / "clouds.yaml",
     )
     clouds = yaml.safe_load(again.read_text())["clouds"]
@@ -111,7 +113,9 @@ async def test_revocation_kills_earlier_tokens_only(identity: Identity, clock: M
     clock.advance(0.001)
     async with identity.write() as uow:
         await revocations.record(
-            uow.conn, now=clock.now(), keep_until=identity.keep_revocation_until(),
+            uow.conn,
+            now=clock.now(),
+            keep_until=identity.keep_revocation_until(),
             user_id=before.user.id,
         )
     clock.advance(0.001)  # same second, later microsecond
@@ -128,8 +132,12 @@ async def test_token_method_rescopes_within_the_original_lifetime(
     assert unscoped.project is None and unscoped.roles == ()
     clock.advance(600)
     rescope = AuthRequest.model_validate(
-        {"auth": {"identity": {"methods": ["token"], "token": {"id": unscoped.token}},
-                  "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}}
+        {
+            "auth": {
+                "identity": {"methods": ["token"], "token": {"id": unscoped.token}},
+                "scope": {"project": {"name": "demo", "domain": {"id": "default"}}},
+            }
+        }
     )
     with pytest.raises(ApiError):  # admin holds no role on demo
         await authenticate(identity, rescope)
