@@ -21,6 +21,8 @@ from cloud.identity.passwords import PasswordHasher
 from cloud.identity.policies import DEFAULT_RULES
 from cloud.identity.service import Identity, IdentityOptions
 from cloud.identity.tokens import TokenFormatter
+from cloud.image import api as image_api
+from cloud.image.service import ImageService
 from cloud.store.db import Store
 
 log = structlog.get_logger("aiostack.gateway")
@@ -78,17 +80,20 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         identity = make_identity(self.settings, self.store)
         await identity.start(self.store.dsn)
+        images = ImageService(self.settings, self.store)
+        await images.start()
         clouds: Path | None = None
         try:
             if self.bootstrap_if_empty and not await self._bootstrapped():
                 clouds = await run_bootstrap(self.settings, identity)
             app = build_app(
-                identity_api.routers(),
+                [*identity_api.routers(), *image_api.routers()],
                 identity,
                 max_body_bytes=self.settings.api_max_body_bytes,
                 identity_url=lambda _r: self.settings.base_url() + "/identity",
             )
             app[identity_api.IDENTITY] = identity
+            app[image_api.IMAGES] = images
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             host, _, port = self.settings.listen.rpartition(":")
@@ -102,6 +107,7 @@ class Gateway:
             finally:
                 await runner.cleanup()
         finally:
+            await images.stop()
             await identity.stop()
 
     async def _bootstrapped(self) -> bool:
