@@ -66,6 +66,9 @@ def _base_url(request: web.Request) -> str:
 def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[OPERATION] = op
+        if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
+            # PostgreSQL text cannot hold NUL: refuse it here rather than fail in every service.
+            raise ApiError(400, "NUL characters are not allowed in the URL.")
         auth = await _authenticate(request) if op.auth else None
         if auth is not None:
             request[AUTH] = auth
@@ -101,6 +104,8 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
         raise ApiError(400, "Malformed request body: it is not UTF-8.") from None
     except ValueError as exc:
         raise ApiError(400, f"Malformed request body: invalid JSON ({exc}).") from None
+    if "\\u0000" in text:
+        raise ApiError(400, "NUL characters are not allowed in the request body.")
     try:
         # Strict: JSON types must match (no "3" for 3), as Keystone's and Nova's schemas demand.
         return op.body.model_validate_json(text, strict=True)
