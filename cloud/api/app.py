@@ -104,6 +104,8 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
         raise ApiError(400, "Malformed request body: it is not UTF-8.") from None
     except ValueError as exc:
         raise ApiError(400, f"Malformed request body: invalid JSON ({exc}).") from None
+    except RecursionError:
+        raise ApiError(400, "Malformed request body: JSON nested too deeply.") from None
     if "\\u0000" in text:
         raise ApiError(400, "NUL characters are not allowed in the request body.")
     try:

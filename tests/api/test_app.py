@@ -68,7 +68,7 @@ def make_app() -> web.Application:
     return build_app(
         [things, computes],
         Validator(),
-        max_body_bytes=4096,
+        max_body_bytes=256 * 1024,
         identity_url=lambda r: "http://id.example/identity",
     )
 
@@ -114,8 +114,9 @@ async def test_valid_request_reaches_the_handler(client: TestClient[Any, Any]) -
         (b'{"thing": {"name": 5}}', "application/json", 400, "thing.name"),
         (b'{"thing": {"name": "x", "size": "3"}}', "application/json", 400, "thing.size"),
         (b"", "application/json", 400, "empty"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested"),
         (b'{"thing": {"name": "x"}}', "text/plain", 415, "Content-Type"),
-        (b'{"thing": {"name": "' + b"x" * 5000 + b'"}}', "application/json", 413, "larger"),
+        (b'{"thing": {"name": "' + b"x" * 300_000 + b'"}}', "application/json", 413, "larger"),
     ],
 )
 async def test_bad_bodies_get_keystone_faults(
