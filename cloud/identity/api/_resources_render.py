@@ -31,6 +31,9 @@ from cloud.identity.api.common import enforce, identity, self_link
 from cloud.identity.repo import DEFAULT_DOMAIN_ID
 from cloud.store.conn import DbConnection
 
+# A stored row: an asyncpg record (not a ``Mapping`` to the type checker) or a plain dict.
+Row = asyncpg.Record | Mapping[str, Any]
+
 
 def _not_blank(value: str) -> str:
     if not value.strip():
@@ -95,6 +98,11 @@ class WithExtras(Strict):
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
 
+    def require_some(self, what: str) -> None:
+        """400 for an update without a single attribute (Keystone's ``minProperties: 1``)."""
+        if not self.model_fields_set and not self.model_extra:
+            raise ApiError(400, f"Invalid input for field '{what}': it has no properties.")
+
 
 class ResourceOptions(Strict):
     """Domain and project options: only ``immutable`` (null removes it)."""
@@ -134,10 +142,14 @@ def assert_mutable(kind: str, resource_id: str, options: Mapping[str, Any], chan
 # -- rows <-> API ------------------------------------------------------------------------------
 
 
-def load_extra(row: Mapping[str, Any]) -> dict[str, Any]:
-    raw = row["extra"]
+def load_json(raw: Any) -> dict[str, Any]:
+    """A jsonb object column's value (asyncpg hands jsonb over as text)."""
     value = json.loads(raw) if isinstance(raw, str) else raw
     return dict(value or {})
+
+
+def load_extra(row: Row) -> dict[str, Any]:
+    return load_json(row["extra"])
 
 
 def dump_json(value: Any) -> str:
@@ -150,7 +162,7 @@ def _with_links(req: ApiRequest[Any] | None, body: dict[str, Any], path: str) ->
     return body
 
 
-def render_domain(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -> dict[str, Any]:
+def render_domain(row: Row, req: ApiRequest[Any] | None = None) -> dict[str, Any]:
     """A domain as Keystone shows it (without links when ``req`` is None: event attributes)."""
     extra = load_extra(row)
     tags, options = extra.pop("tags", []), extra.pop("options", {})
@@ -166,7 +178,7 @@ def render_domain(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) ->
     return _with_links(req, body, f"/domains/{row['id']}")
 
 
-def render_project(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -> dict[str, Any]:
+def render_project(row: Row, req: ApiRequest[Any] | None = None) -> dict[str, Any]:
     """A project; a top-level one shows its domain as ``parent_id``, as in Keystone."""
     extra = load_extra(row)
     options = extra.pop("options", {})
@@ -185,9 +197,7 @@ def render_project(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -
     return _with_links(req, body, f"/projects/{row['id']}")
 
 
-def render_domain_as_project(
-    row: Mapping[str, Any], req: ApiRequest[Any] | None = None
-) -> dict[str, Any]:
+def render_domain_as_project(row: Row, req: ApiRequest[Any] | None = None) -> dict[str, Any]:
     """A domain in a project listing (``is_domain=true``), as Keystone stores domains."""
     extra = load_extra(row)
     tags, options = extra.pop("tags", []), extra.pop("options", {})
@@ -206,13 +216,12 @@ def render_domain_as_project(
     return _with_links(req, body, f"/projects/{row['id']}")
 
 
-def render_user(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -> dict[str, Any]:
+def render_user(row: Row, req: ApiRequest[Any] | None = None) -> dict[str, Any]:
     """A user: never its password or hash."""
     extra = load_extra(row)
     for secret in ("password", "password_hash", "original_password"):
         extra.pop(secret, None)
-    raw_options = row["options"]
-    options = json.loads(raw_options) if isinstance(raw_options, str) else dict(raw_options or {})
+    options = load_json(row["options"])
     body: dict[str, Any] = {
         **extra,
         "id": row["id"],
@@ -229,7 +238,7 @@ def render_user(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -> d
     return _with_links(req, body, f"/users/{row['id']}")
 
 
-def render_group(row: Mapping[str, Any], req: ApiRequest[Any] | None = None) -> dict[str, Any]:
+def render_group(row: Row, req: ApiRequest[Any] | None = None) -> dict[str, Any]:
     body = {
         **load_extra(row),
         "id": row["id"],
@@ -336,7 +345,7 @@ _TABLES = {
 }
 
 
-def target_of(kind: str, row: Mapping[str, Any]) -> dict[str, Any]:
+def target_of(kind: str, row: Row) -> dict[str, Any]:
     """The policy target of a stored resource: ``{"project": {"id": ..., "domain_id": ...}}``."""
     if kind == "domain":
         return {"domain": {"id": row["id"]}}

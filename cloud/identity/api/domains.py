@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 from pydantic import StrictBool, StrictStr
 
 from cloud.api.errors import ApiError
@@ -48,6 +49,7 @@ from cloud.identity.api.common import (
     identity,
     not_found,
 )
+from cloud.store.conn import DbConnection
 from cloud.store.writes import UnitOfWork
 from schemas.identity import (
     DomainCreated,
@@ -142,18 +144,15 @@ async def update_domain(req: ApiRequest[DomainUpdateBody]) -> dict[str, Any]:
     """Update a domain (disabling it revokes the tokens scoped to it and its projects)."""
     domain_id = path_id(req, "domain_id", "domain")
     body = req.body.domain
+    body.require_some("domain")
     reject_nulls(body, "name", "tags", "options")
     ident = identity(req)
-    current = await load_for(req, "identity:update_domain", "domain", domain_id)
+    await load_for(req, "identity:update_domain", "domain", domain_id)
     check_id_unchanged(body, domain_id)
     name = body.name.strip() if body.name is not None else None
     async with conflict_on_duplicate("domain", f"name {name}"), ident.write() as uow:
-        row = await uow.conn.fetchrow(
-            "SELECT * FROM id_domains WHERE id = $1 FOR UPDATE", domain_id
-        )
-        if row is None:
-            raise not_found("domain", domain_id)
-        extra = load_extra(row)
+        old = await _locked(uow.conn, domain_id)
+        extra = load_extra(old)
         options = extra.get("options", {})
         assert_mutable("domain", domain_id, options, body.options and body.options.model_dump())
         extra.update(body.extras())
@@ -161,8 +160,8 @@ async def update_domain(req: ApiRequest[DomainUpdateBody]) -> dict[str, Any]:
             extra["tags"] = unique_tags(body.tags or [])
         if body.options is not None:
             extra["options"] = merge_options(options, body.options.model_dump(exclude_unset=True))
-        enabled = body.enabled if body.given("enabled") else row["enabled"]
-        description = row["description"]
+        enabled = body.enabled if body.given("enabled") else old["enabled"]
+        description = old["description"]
         if body.given("description"):
             description = body.description or ""
         row = await uow.conn.fetchrow(
@@ -175,7 +174,7 @@ async def update_domain(req: ApiRequest[DomainUpdateBody]) -> dict[str, Any]:
             dump_json(extra),
         )
         assert row is not None
-        if current["enabled"] and not enabled:
+        if old["enabled"] and not enabled:
             await revocations.record(
                 uow.conn,
                 now=ident.clock.now(),
@@ -193,11 +192,7 @@ async def delete_domain(req: ApiRequest[Any]) -> None:
     ident = identity(req)
     await load_for(req, "identity:delete_domain", "domain", domain_id)
     async with ident.write() as uow:
-        row = await uow.conn.fetchrow(
-            "SELECT * FROM id_domains WHERE id = $1 FOR UPDATE", domain_id
-        )
-        if row is None:
-            raise not_found("domain", domain_id)
+        row = await _locked(uow.conn, domain_id)
         if row["enabled"]:
             raise ApiError(403, "Cannot delete a domain that is enabled, please disable it first.")
         assert_mutable("domain", domain_id, load_extra(row).get("options", {}), None)
@@ -210,6 +205,13 @@ async def delete_domain(req: ApiRequest[Any]) -> None:
             domain_id=domain_id,
         )
         await uow.emit(DomainDeleted(resource_id=domain_id))
+
+
+async def _locked(conn: DbConnection, domain_id: str) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT * FROM id_domains WHERE id = $1 FOR UPDATE", domain_id)
+    if row is None:
+        raise not_found("domain", domain_id)
+    return row
 
 
 async def _delete_contents(uow: UnitOfWork, domain_id: str) -> None:

@@ -23,8 +23,14 @@ import asyncpg
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest, Handler
 from cloud.identity.api import router
+from cloud.identity.api._roles_common import (
+    fetch_role,
+    render_role,
+    revoke_users,
+    role_target,
+    storable,
+)
 from cloud.identity.api.common import collection_links, enforce, identity, not_found
-from cloud.identity.api.roles import fetch_role, render_role, revoke_users, role_target
 from cloud.store.conn import DbConnection
 from schemas.identity import RoleGranted, RoleRevoked
 
@@ -105,13 +111,15 @@ async def _load(conn: DbConnection, req: ApiRequest[Any], kind: Kind) -> Loaded:
     target_id = "all" if kind.target == "system" else p[f"{kind.target}_id"]
     role_id = p.get("role_id")
     table = "id_users" if kind.actor == "user" else "id_groups"
-    actor = await conn.fetchrow(f"SELECT id, domain_id FROM {table} WHERE id = $1", actor_id)
-    target = None
-    if kind.target == "project":
+    actor = target = None
+    if storable(actor_id):  # a NUL in the URL names nothing
+        actor = await conn.fetchrow(f"SELECT id, domain_id FROM {table} WHERE id = $1", actor_id)
+    known = storable(target_id)
+    if known and kind.target == "project":
         target = await conn.fetchrow(
             "SELECT id, domain_id FROM id_projects WHERE id = $1", target_id
         )
-    elif kind.target == "domain":
+    elif known and kind.target == "domain":
         target = await conn.fetchrow("SELECT id FROM id_domains WHERE id = $1", target_id)
     role = await fetch_role(conn, role_id) if role_id is not None else None
     return Loaded(kind, actor_id, target_id, role_id, actor, target, role)
@@ -136,21 +144,29 @@ async def _prepare(req: ApiRequest[Any], kind: Kind, action: str, *, actor: bool
 
 
 async def _exists(conn: DbConnection, g: Loaded) -> bool:
-    return bool(await conn.fetchval(
-        """SELECT 1 FROM id_assignments WHERE actor_type = $1 AND actor_id = $2
+    return bool(
+        await conn.fetchval(
+            """SELECT 1 FROM id_assignments WHERE actor_type = $1 AND actor_id = $2
            AND target_type = $3 AND target_id = $4 AND role_id = $5 AND inherited = $6""",
-        *g.key(),
-    ))
+            *g.key(),
+        )
+    )
 
 
 def _assignment_missing(g: Loaded) -> ApiError:
-    return ApiError(404, f"Could not find role assignment with role: {g.role_id}, user or group: "
-                         f"{g.actor_id}, project, domain, or system: {g.target_id}.")
+    return ApiError(
+        404,
+        f"Could not find role assignment with role: {g.role_id}, user or group: "
+        f"{g.actor_id}, project, domain, or system: {g.target_id}.",
+    )
 
 
 def _attributes(g: Loaded) -> dict[str, Any]:
-    return {f"{g.kind.actor}_id": g.actor_id, f"{g.kind.target}_id": g.target_id,
-            "inherited": g.kind.inherited}
+    return {
+        f"{g.kind.actor}_id": g.actor_id,
+        f"{g.kind.target}_id": g.target_id,
+        "inherited": g.kind.inherited,
+    }
 
 
 def _check_role_fits(g: Loaded) -> None:
@@ -160,13 +176,19 @@ def _check_role_fits(g: Loaded) -> None:
     if role_domain is None:
         return
     if g.kind.target == "system":
-        raise ApiError(400, f"Role {g.role_id} is a domain-specific role. Unable to use a "
-                            "domain-specific role in a system assignment.")
+        raise ApiError(
+            400,
+            f"Role {g.role_id} is a domain-specific role. Unable to use a "
+            "domain-specific role in a system assignment.",
+        )
     assert g.target is not None
     target_domain = g.target["domain_id"] if g.kind.target == "project" else g.target["id"]
     if target_domain != role_domain:
-        raise ApiError(403, f"{g.kind.target.capitalize()} {g.target_id} must be in the same "
-                            f"domain as the role {g.role_id} being assigned.")
+        raise ApiError(
+            403,
+            f"{g.kind.target.capitalize()} {g.target_id} must be in the same "
+            f"domain as the role {g.role_id} being assigned.",
+        )
 
 
 async def grant(req: ApiRequest[Any], kind: Kind) -> None:
@@ -203,6 +225,8 @@ def _revocation_scope(g: Loaded) -> dict[str, str]:
 async def revoke(req: ApiRequest[Any], kind: Kind) -> None:
     # A grant may outlive its user or group (deleted elsewhere): it can still be revoked.
     g = await _prepare(req, kind, "revoke", actor=False)
+    if not storable(g.actor_id):
+        raise _assignment_missing(g)
     async with identity(req).write() as uow:
         done = await uow.conn.execute(
             """DELETE FROM id_assignments WHERE actor_type = $1 AND actor_id = $2
@@ -261,16 +285,21 @@ def _register(kind: Kind) -> None:
 
     where, n = _where(kind), kind.name
     router.put(kind.member, status=204, errors=(404,))(
-        op(f"grant_{n}_role", f"Grant a role to {where}.", grant))
+        op(f"grant_{n}_role", f"Grant a role to {where}.", grant)
+    )
     router.head(kind.member, status=204, errors=(404,))(
-        op(f"check_{n}_role", f"Check that {where} holds a role (204).", check))
+        op(f"check_{n}_role", f"Check that {where} holds a role (204).", check)
+    )
     router.get(kind.member, status=204, errors=(404,))(
-        op(f"get_{n}_role", f"Check that {where} holds a role (204, as HEAD).", check))
+        op(f"get_{n}_role", f"Check that {where} holds a role (204, as HEAD).", check)
+    )
     router.delete(kind.member, status=204, errors=(404,))(
-        op(f"revoke_{n}_role", f"Revoke a role from {where}.", revoke))
+        op(f"revoke_{n}_role", f"Revoke a role from {where}.", revoke)
+    )
     if not (kind.inherited and kind.target == "project"):  # Keystone has no such list
         router.get(kind.listing, errors=(404,))(
-            op(f"list_{n}_roles", f"List the roles granted to {where}.", list_roles))
+            op(f"list_{n}_roles", f"List the roles granted to {where}.", list_roles)
+        )
 
 
 for _target in ("project", "domain", "system"):

@@ -13,12 +13,21 @@ import uuid
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest, QueryParam
-from cloud.identity import revocations
 from cloud.identity.api import router
+from cloud.identity.api._roles_common import (
+    RoleCreateBody,
+    RoleUpdateBody,
+    fetch_role,
+    holders,
+    load_json,
+    query_text,
+    render_role,
+    revoke_users,
+    role_target,
+)
 from cloud.identity.api.common import (
     collection_links,
     conflict_on_duplicate,
@@ -27,8 +36,6 @@ from cloud.identity.api.common import (
     not_found,
     self_link,
 )
-from cloud.store.conn import DbConnection
-from cloud.store.writes import UnitOfWork
 from schemas.identity import (
     RoleCreated,
     RoleDeleted,
@@ -41,104 +48,6 @@ from schemas.identity import (
 # Keystone's ``[assignment] prohibited_implied_role``: no rule may make anyone an admin.
 PROHIBITED_IMPLIED = frozenset({"admin"})
 _RESERVED = frozenset({"id", "links"})
-
-
-class RoleOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    immutable: StrictBool | None = None
-
-
-class _RoleFields(BaseModel):
-    """A role as a request carries it; unknown attributes are kept, as Keystone keeps them."""
-
-    model_config = ConfigDict(extra="allow")
-
-    description: StrictStr | None = None
-    domain_id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
-    options: RoleOptions | None = None
-
-    @field_validator("name", check_fields=False)
-    @classmethod
-    def _has_text(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
-
-class RoleCreate(_RoleFields):
-    name: StrictStr = Field(min_length=1, max_length=255)
-
-
-class RoleUpdate(_RoleFields):
-    name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
-
-
-class RoleCreateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: RoleCreate
-
-
-class RoleUpdateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: RoleUpdate
-
-
-# -- shared with grants and assignments ---------------------------------------------------------
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    return dict(json.loads(value)) if isinstance(value, str) else dict(value)
-
-
-def render_role(req: ApiRequest[Any], row: asyncpg.Record) -> dict[str, Any]:
-    """A role as Keystone shows it: extra attributes flattened in, then the known ones."""
-    return {
-        **_json(row["extra"]),
-        "id": row["id"],
-        "name": row["name"],
-        "domain_id": row["domain_id"],
-        "description": row["description"],
-        "options": _json(row["options"]),
-        "links": self_link(req, f"/roles/{row['id']}"),
-    }
-
-
-def role_target(row: asyncpg.Record | None) -> dict[str, Any]:
-    """``target.role`` for the policy: empty when the role does not exist."""
-    if row is None:
-        return {}
-    return {"id": row["id"], "name": row["name"], "domain_id": row["domain_id"]}
-
-
-async def fetch_role(conn: DbConnection, role_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM id_roles WHERE id = $1", role_id)
-
-
-async def holders(conn: DbConnection, role_id: str) -> list[str]:
-    """Every user holding ``role_id`` anywhere, directly or through a group."""
-    rows = await conn.fetch(
-        """SELECT actor_id AS user_id FROM id_assignments
-           WHERE role_id = $1 AND actor_type = 'user'
-           UNION
-           SELECT m.user_id FROM id_assignments a
-           JOIN id_group_members m ON m.group_id = a.actor_id
-           WHERE a.role_id = $1 AND a.actor_type = 'group'""",
-        role_id,
-    )
-    return sorted(r["user_id"] for r in rows)
-
-
-async def revoke_users(req: ApiRequest[Any], uow: UnitOfWork, user_ids: list[str], **scope: str) -> None:
-    """Kill, at once, the tokens ``user_ids`` hold (on ``scope``, when given)."""
-    ident = identity(req)
-    now, keep = ident.clock.now(), ident.keep_revocation_until()
-    for user_id in user_ids:
-        await revocations.record(uow.conn, now=now, keep_until=keep, user_id=user_id, **scope)
 
 
 # -- roles --------------------------------------------------------------------------------------
@@ -161,12 +70,12 @@ def _enforce_on(req: ApiRequest[Any], action: str, row: asyncpg.Record | None) -
 )
 async def list_roles(req: ApiRequest[Any]) -> dict[str, Any]:
     """List roles: global ones, or with ``domain_id`` those of one domain."""
-    domain_id = req.query.get("domain_id") or None
+    domain_id = query_text(req, "domain_id")
     if domain_id is not None:
         enforce(req, "identity:list_domain_roles", {"domain_id": domain_id})
     else:
         enforce(req, "identity:list_roles")
-    name = req.query.get("name")
+    name = query_text(req, "name")
     async with identity(req).store.pool.acquire() as conn:
         rows = await conn.fetch(
             """SELECT * FROM id_roles
@@ -188,8 +97,11 @@ async def create_role(req: ApiRequest[RoleCreateBody]) -> dict[str, Any]:
     else:
         enforce(req, "identity:create_role", {"role": target})
     extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _RESERVED}
-    options = {k: v for k, v in (body.options.model_dump() if body.options else {}).items()
-               if v is not None}
+    options = {
+        k: v
+        for k, v in (body.options.model_dump() if body.options else {}).items()
+        if v is not None
+    }
     role_id = uuid.uuid4().hex
     async with conflict_on_duplicate("role", f"name {body.name}"), identity(req).write() as uow:
         if body.domain_id is not None and not await uow.conn.fetchval(
@@ -206,6 +118,7 @@ async def create_role(req: ApiRequest[RoleCreateBody]) -> dict[str, Any]:
             json.dumps(options),
             json.dumps(extra),
         )
+        assert row is not None
         rendered = render_role(req, row)
         await uow.emit(RoleCreated(resource_id=role_id, attributes=_event_attrs(rendered)))
     return {"role": rendered}
@@ -247,16 +160,17 @@ async def update_role(req: ApiRequest[RoleUpdateBody]) -> dict[str, Any]:
         raise not_found("role", role_id)
     if "domain_id" in changes and changes["domain_id"] != current["domain_id"]:
         raise ApiError(400, "Update of `domain_id` is not allowed.")
-    options = _json(current["options"])
+    options = load_json(current["options"])
     if options.get("immutable") and (changes or set(extras) - _RESERVED):
-        raise ApiError(403, f"Unable to update immutable role {role_id}: unset its immutable "
-                            "option first.")
+        raise ApiError(
+            403, f"Unable to update immutable role {role_id}: unset its immutable option first."
+        )
     for key, value in (body.options.model_dump(exclude_unset=True) if body.options else {}).items():
         if value is None:
             options.pop(key, None)
         else:
             options[key] = value
-    extra = _json(current["extra"])
+    extra = load_json(current["extra"])
     extra.update({k: v for k, v in extras.items() if k not in _RESERVED})
     name = changes.get("name", current["name"])
     description = changes["description"] if "description" in changes else current["description"]
@@ -286,9 +200,10 @@ async def delete_role(req: ApiRequest[Any]) -> None:
     _enforce_on(req, "delete", current)
     if current is None:
         raise not_found("role", role_id)
-    if _json(current["options"]).get("immutable"):
-        raise ApiError(403, f"Unable to delete immutable role {role_id}: unset its immutable "
-                            "option first.")
+    if load_json(current["options"]).get("immutable"):
+        raise ApiError(
+            403, f"Unable to delete immutable role {role_id}: unset its immutable option first."
+        )
     async with identity(req).write() as uow:
         users = await holders(uow.conn, role_id)
         grants = await uow.conn.fetch(
@@ -303,13 +218,19 @@ async def delete_role(req: ApiRequest[Any]) -> None:
             raise not_found("role", role_id)
         await revoke_users(req, uow, users)
         for g in grants:
-            attributes = {f"{g['actor_type']}_id": g["actor_id"],
-                          f"{g['target_type']}_id": g["target_id"], "inherited": g["inherited"]}
+            attributes = {
+                f"{g['actor_type']}_id": g["actor_id"],
+                f"{g['target_type']}_id": g["target_id"],
+                "inherited": g["inherited"],
+            }
             await uow.emit(RoleRevoked(resource_id=role_id, attributes=attributes))
         for r in rules:
-            await uow.emit(RoleImplicationRemoved(
-                resource_id=r["prior_role_id"], attributes={"implied_role_id": r["implied_role_id"]}
-            ))
+            await uow.emit(
+                RoleImplicationRemoved(
+                    resource_id=r["prior_role_id"],
+                    attributes={"implied_role_id": r["implied_role_id"]},
+                )
+            )
         await uow.emit(RoleDeleted(resource_id=role_id))
 
 
@@ -321,19 +242,24 @@ def _brief(req: ApiRequest[Any], row: asyncpg.Record) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "links": self_link(req, f"/roles/{row['id']}")}
 
 
-async def _pair(
-    req: ApiRequest[Any], rule: str
-) -> tuple[asyncpg.Record, asyncpg.Record, bool]:
+async def _pair(req: ApiRequest[Any], rule: str) -> tuple[asyncpg.Record, asyncpg.Record, bool]:
     """Enforce ``rule`` on the two roles of the URL; 404 unless both exist. (prior, implied, rule?)"""
     prior_id, implied_id = req.params["prior_role_id"], req.params["implied_role_id"]
     async with identity(req).store.pool.acquire() as conn:
         prior = await fetch_role(conn, prior_id)
         implied = await fetch_role(conn, implied_id)
-        exists = bool(await conn.fetchval(
-            "SELECT 1 FROM id_implied_roles WHERE prior_role_id = $1 AND implied_role_id = $2",
-            prior_id,
-            implied_id,
-        ))
+        exists = (
+            prior is not None
+            and implied is not None
+            and bool(
+                await conn.fetchval(
+                    "SELECT 1 FROM id_implied_roles"
+                    " WHERE prior_role_id = $1 AND implied_role_id = $2",
+                    prior_id,
+                    implied_id,
+                )
+            )
+        )
     enforce(req, rule, {"prior_role": role_target(prior), "implied_role": role_target(implied)})
     if prior is None:
         raise not_found("role", prior_id)
@@ -342,7 +268,9 @@ async def _pair(
     return prior, implied, exists
 
 
-def _inference(req: ApiRequest[Any], prior: asyncpg.Record, implied: asyncpg.Record) -> dict[str, Any]:
+def _inference(
+    req: ApiRequest[Any], prior: asyncpg.Record, implied: asyncpg.Record
+) -> dict[str, Any]:
     return {
         "role_inference": {"prior_role": _brief(req, prior), "implies": _brief(req, implied)},
         "links": self_link(req, f"/roles/{prior['id']}/implies/{implied['id']}"),
@@ -362,7 +290,7 @@ async def list_implied_roles(req: ApiRequest[Any]) -> dict[str, Any]:
         implied = await conn.fetch(
             """SELECT r.* FROM id_implied_roles i JOIN id_roles r ON r.id = i.implied_role_id
                WHERE i.prior_role_id = $1 ORDER BY r.name, r.id""",
-            prior_id,
+            prior["id"] if prior else "",
         )
     enforce(req, "identity:list_implied_roles", {"prior_role": role_target(prior)})
     if prior is None:
@@ -386,16 +314,20 @@ async def create_implied_role(req: ApiRequest[Any]) -> dict[str, Any]:
         raise ApiError(403, "Global role cannot imply a domain-specific role.")
     detail = f"prior_role_id {prior['id']} and implied_role_id {implied['id']}"
     if exists:
-        raise ApiError(409, "Conflict occurred attempting to store implied_role - Duplicate "
-                            f"entry found with {detail}.")
+        raise ApiError(
+            409,
+            "Conflict occurred attempting to store implied_role - Duplicate "
+            f"entry found with {detail}.",
+        )
     async with conflict_on_duplicate("implied_role", detail), identity(req).write() as uow:
         await uow.conn.execute(
             "INSERT INTO id_implied_roles (prior_role_id, implied_role_id) VALUES ($1, $2)",
             prior["id"],
             implied["id"],
         )
-        await uow.emit(RoleImplied(resource_id=prior["id"],
-                                   attributes={"implied_role_id": implied["id"]}))
+        await uow.emit(
+            RoleImplied(resource_id=prior["id"], attributes={"implied_role_id": implied["id"]})
+        )
     return _inference(req, prior, implied)
 
 
@@ -428,8 +360,11 @@ async def delete_implied_role(req: ApiRequest[Any]) -> None:
         )
         if done == "DELETE 0":
             raise _rule_missing(prior, implied)
-        await uow.emit(RoleImplicationRemoved(resource_id=prior["id"],
-                                              attributes={"implied_role_id": implied["id"]}))
+        await uow.emit(
+            RoleImplicationRemoved(
+                resource_id=prior["id"], attributes={"implied_role_id": implied["id"]}
+            )
+        )
 
 
 @router.get("/role_inferences")
@@ -446,11 +381,18 @@ async def list_role_inferences(req: ApiRequest[Any]) -> dict[str, Any]:
         )
     rules: dict[str, dict[str, Any]] = {}
     for r in rows:
-        rule = rules.setdefault(r["p_id"], {
-            "prior_role": {"id": r["p_id"], "name": r["p_name"],
-                           "links": self_link(req, f"/roles/{r['p_id']}")},
-            "implies": [],
-        })
-        rule["implies"].append({"id": r["i_id"], "name": r["i_name"],
-                                "links": self_link(req, f"/roles/{r['i_id']}")})
+        rule = rules.setdefault(
+            r["p_id"],
+            {
+                "prior_role": {
+                    "id": r["p_id"],
+                    "name": r["p_name"],
+                    "links": self_link(req, f"/roles/{r['p_id']}"),
+                },
+                "implies": [],
+            },
+        )
+        rule["implies"].append(
+            {"id": r["i_id"], "name": r["i_name"], "links": self_link(req, f"/roles/{r['i_id']}")}
+        )
     return {"role_inferences": list(rules.values()), "links": self_link(req, "/role_inferences")}
