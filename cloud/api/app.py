@@ -8,6 +8,7 @@ format, and one access-log line.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -99,7 +100,7 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
         )
     try:
         text = raw.decode("utf-8")
-        json.loads(text)
+        json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise ApiError(400, "Malformed request body: it is not UTF-8.") from None
     except ValueError as exc:
@@ -113,6 +114,17 @@ async def _parse_body(request: web.Request, op: Operation) -> BaseModel:
         return op.body.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise ApiError(400, validation_message(exc)) from None
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"{literal} is out of range")
+    return value
 
 
 def validation_message(exc: ValidationError) -> str:

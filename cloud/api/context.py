@@ -32,6 +32,8 @@ class AuthContext:
     domain: Named | None = None
     system: str | None = None
     app_cred_id: str | None = None
+    app_cred: Named | None = None  # the application credential's id and name, when one was used
+    app_cred_restricted: bool = True
     # Facts the policy engine reads, computed once per token (see ``creds``).
     _creds: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

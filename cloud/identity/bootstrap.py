@@ -32,7 +32,10 @@ from schemas.identity import (
 )
 
 # (type, name, path under the gateway) of every service this build serves.
-CATALOG: list[tuple[str, str, str]] = [("identity", "keystone", "/identity/v3")]
+CATALOG: list[tuple[str, str, str]] = [
+    ("identity", "keystone", "/identity/v3"),
+    ("image", "glance", "/image"),
+]
 ROLES = ("admin", "member", "reader", "service")
 IMPLIED = (("admin", "member"), ("member", "reader"))
 

@@ -96,7 +96,7 @@ class Identity:
                 continue
             lost = asyncio.Event()
             try:
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(IDENTITY_CHANNEL, self._notified)
                 await self.refresh()  # whatever changed while we were not listening
                 backoff = Backoff(first_s=0.2, max_s=10.0)
@@ -193,15 +193,17 @@ class Identity:
             roles = []
         if self.revocations.revoked(p, project_domain_id):
             raise TokenRejected("token revoked")
+        app_cred: asyncpg.Record | None = None
         if p.app_cred_id is not None:
-            allowed = await conn.fetchval(
-                "SELECT roles FROM id_app_credentials WHERE id = $1 AND user_id = $2",
+            app_cred = await conn.fetchrow(
+                "SELECT id, name, roles, unrestricted FROM id_app_credentials"
+                " WHERE id = $1 AND user_id = $2",
                 p.app_cred_id,
                 p.user_id,
             )
-            if allowed is None:
+            if app_cred is None:
                 raise TokenRejected("application credential gone")
-            roles = [r for r in roles if r["id"] in allowed]
+            roles = [r for r in roles if r["id"] in app_cred["roles"]]
         scoped = p.project_id or p.domain_id or p.system
         if scoped and not roles:
             raise TokenRejected("no role on the scope any more")
@@ -217,4 +219,6 @@ class Identity:
             domain=domain,
             system=p.system,
             app_cred_id=p.app_cred_id,
+            app_cred=Named(app_cred["id"], app_cred["name"]) if app_cred else None,
+            app_cred_restricted=not app_cred["unrestricted"] if app_cred else True,
         )

@@ -114,8 +114,8 @@ def _check_id(value: object, name: str, *, optional: bool) -> None:
 @dataclass(frozen=True, slots=True)
 class TokenPayload:
     """What a token says. Exactly one of project_id, domain_id and system may be set; none set
-    means an unscoped token. Times are normalised to UTC (expires_at to whole seconds) as the token stores them,
-    so a payload compares equal to its parsed token."""
+    means an unscoped token. Times are normalised to UTC (expires_at to whole seconds) as the
+    token stores them, so a payload compares equal to its parsed token."""
 
     user_id: str
     methods: tuple[str, ...]

@@ -114,6 +114,8 @@ async def test_valid_request_reaches_the_handler(client: TestClient[Any, Any]) -
         (b'{"thing": {"name": 5}}', "application/json", 400, "thing.name"),
         (b'{"thing": {"name": "x", "size": "3"}}', "application/json", 400, "thing.size"),
         (b"", "application/json", 400, "empty"),
+        (b'{"thing": {"name": "x", "size": NaN}}', "application/json", 400, "NaN"),
+        (b'{"thing": {"name": "x", "size": 1e400}}', "application/json", 400, "range"),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested"),
         (b'{"thing": {"name": "x"}}', "text/plain", 415, "Content-Type"),
         (b'{"thing": {"name": "' + b"x" * 300_000 + b'"}}', "application/json", 413, "larger"),

@@ -25,7 +25,6 @@ from pydantic import (
 
 from cloud.api.errors import ApiError
 from cloud.api.listing import Where, parse_bool
-from cloud.api.policy import PolicyDenied
 from cloud.api.router import ApiRequest, QueryParam
 from cloud.identity.api.common import enforce, identity, self_link
 from cloud.identity.repo import DEFAULT_DOMAIN_ID
@@ -261,20 +260,6 @@ def caller_domain(req: ApiRequest[Any]) -> str:
     if auth.project is not None and auth.project.domain_id:
         return auth.project.domain_id
     return DEFAULT_DOMAIN_ID
-
-
-def enforce_owner(
-    req: ApiRequest[Any], rule: str, user_id: str, target: Mapping[str, Any] | None = None
-) -> None:
-    """Like ``common.enforce`` but with ``user_id`` at the top level (``rule:owner``)."""
-    try:
-        identity(req).policy.enforce(
-            rule, req.auth.creds, {"user_id": user_id, "target": dict(target or {})}
-        )
-    except PolicyDenied:
-        raise ApiError(
-            403, f"You are not authorized to perform the requested action: {rule}."
-        ) from None
 
 
 def list_scope(

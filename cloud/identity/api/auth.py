@@ -49,8 +49,12 @@ def token_body(ctx: AuthContext, catalog: list[dict[str, Any]] | None) -> dict[s
         token["system"] = {ctx.system: True}
     if ctx.project or ctx.domain or ctx.system:
         token["roles"] = [{"id": r.id, "name": r.name} for r in ctx.roles]
-    if ctx.app_cred_id is not None:
-        token["application_credential"] = {"id": ctx.app_cred_id, "restricted": True}
+    if ctx.app_cred is not None:
+        token["application_credential"] = {
+            "id": ctx.app_cred.id,
+            "name": ctx.app_cred.name,
+            "restricted": ctx.app_cred_restricted,
+        }
     if catalog is not None:
         token["catalog"] = catalog if (ctx.project or ctx.domain or ctx.system) else []
     return {"token": token}

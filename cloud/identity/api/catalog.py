@@ -1,4 +1,4 @@
-"""``/v3/regions`` and ``/v3/services`` (and, via :mod:`catalog_endpoints`, ``/v3/endpoints``).
+"""``/v3/regions`` and ``/v3/services`` (with :mod:`catalog_endpoints`, ``/v3/endpoints``).
 
 As in Keystone, regions, services and endpoints keep attributes they do not define (``extra``):
 what a client sends beside the known fields comes back on every read. A region's id may be chosen
@@ -9,18 +9,20 @@ endpoints.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from cloud.api.errors import ApiError
 from cloud.api.listing import Where
 from cloud.api.router import ApiRequest, QueryParam
 from cloud.identity.api import router
+
+# Importing it registers /endpoints too (the package imports only this module).
+from cloud.identity.api.catalog_endpoints import region_exists
 from cloud.identity.api.common import (
     collection_links,
     conflict_on_duplicate,
@@ -28,6 +30,14 @@ from cloud.identity.api.common import (
     identity,
     not_found,
     self_link,
+)
+from cloud.identity.api.open_models import (
+    OpenModel,
+    dump_extra,
+    fetch_one,
+    load_extra,
+    merged_extra,
+    without_links,
 )
 from cloud.store.conn import DbConnection
 from schemas.identity import (
@@ -40,50 +50,9 @@ from schemas.identity import (
     ServiceUpdated,
 )
 
-# Keys never kept as extra attributes: the API computes them.
-_COMPUTED = frozenset({"id", "links"})
-
 Description = Annotated[StrictStr, Field(max_length=255)]
 RegionRef = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 ServiceStr = Annotated[StrictStr, Field(min_length=1, max_length=255)]
-
-
-class OpenModel(BaseModel):
-    """A Keystone catalog object: known fields validated, unknown ones kept as extra attributes."""
-
-    model_config = ConfigDict(extra="allow")
-
-    def extras(self, *declared: str) -> dict[str, Any]:
-        """The attributes to keep in ``extra``: unknown ones, plus ``declared`` fields if sent."""
-        kept = {k: v for k, v in (self.model_extra or {}).items() if k not in _COMPUTED}
-        kept.update({k: getattr(self, k) for k in declared if k in self.model_fields_set})
-        return kept
-
-    def is_empty(self) -> bool:
-        return not self.model_fields_set and not self.model_extra
-
-
-def load_extra(raw: str | None) -> dict[str, Any]:
-    value = json.loads(raw) if raw else {}
-    return value if isinstance(value, dict) else {}
-
-
-def merged_extra(row: asyncpg.Record, changes: dict[str, Any]) -> str:
-    return json.dumps(load_extra(row["extra"]) | changes)
-
-
-def require_matching_id(given: str | None, fields_set: set[str], path_id: str) -> None:
-    if "id" in fields_set and given != path_id:
-        raise ApiError(400, f"Cannot change the id of {path_id!r} to {given!r}.")
-
-
-def require_some(body: OpenModel, what: str) -> None:
-    if body.is_empty():
-        raise ApiError(400, f"Invalid input for field '{what}': it has no properties.")
-
-
-def without_links(view: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in view.items() if k != "links"}
 
 
 # -- regions --------------------------------------------------------------------------------------
@@ -109,10 +78,6 @@ def region_view(req: ApiRequest[Any], r: asyncpg.Record) -> dict[str, Any]:
         "parent_region_id": r["parent_region_id"],
         "links": self_link(req, f"/regions/{quote(r['id'], safe='')}"),
     }
-
-
-async def region_exists(conn: DbConnection, region_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM id_regions WHERE id = $1", region_id))
 
 
 @router.get("/regions", query=(QueryParam("parent_region_id"),))
@@ -149,13 +114,14 @@ async def _create_region(
             )
         if parent is not None and not await region_exists(uow.conn, parent):
             raise not_found("region", parent)
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """INSERT INTO id_regions (id, description, parent_region_id, extra)
                VALUES ($1, $2, $3, $4::jsonb) RETURNING *""",
             region_id,
             fields.description or "",
             parent,
-            json.dumps(fields.extras()),
+            dump_extra(fields.extras()),
         )
         view = region_view(req, row)
         await uow.emit(RegionCreated(resource_id=region_id, attributes=without_links(view)))
@@ -183,9 +149,9 @@ async def update_region(req: ApiRequest[RegionBody]) -> dict[str, Any]:
     """Update a region's description, parent or extra attributes."""
     enforce(req, "identity:update_region")
     region_id, fields = req.params["region_id"], req.body.region
-    require_some(fields, "region")
+    fields.require_some("region")
+    fields.require_id(region_id)
     given = fields.model_fields_set
-    require_matching_id(fields.id, given, region_id)
     async with identity(req).write() as uow:
         row = await uow.conn.fetchrow(
             "SELECT * FROM id_regions WHERE id = $1 FOR UPDATE", region_id
@@ -196,7 +162,8 @@ async def update_region(req: ApiRequest[RegionBody]) -> dict[str, Any]:
         if parent is not None and parent != row["parent_region_id"]:
             await _check_parent(uow.conn, region_id, parent)
         description = (fields.description or "") if "description" in given else row["description"]
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """UPDATE id_regions SET description = $2, parent_region_id = $3, extra = $4::jsonb
                WHERE id = $1 RETURNING *""",
             region_id,
@@ -335,7 +302,8 @@ async def create_service(req: ApiRequest[ServiceCreate]) -> dict[str, Any]:
     s = req.body.service
     service_id = uuid.uuid4().hex
     async with identity(req).write() as uow:
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """INSERT INTO id_services (id, type, name, description, enabled, extra)
                VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING *""",
             service_id,
@@ -343,7 +311,7 @@ async def create_service(req: ApiRequest[ServiceCreate]) -> dict[str, Any]:
             s.name or "",
             s.description,
             s.enabled,
-            json.dumps(s.extras()),
+            dump_extra(s.extras()),
         )
         view = service_view(req, row)
         await uow.emit(ServiceCreated(resource_id=service_id, attributes=without_links(view)))
@@ -355,8 +323,8 @@ async def update_service(req: ApiRequest[ServiceUpdate]) -> dict[str, Any]:
     """Update a service."""
     enforce(req, "identity:update_service")
     service_id, s = req.params["service_id"], req.body.service
-    require_some(s, "service")
-    require_matching_id((s.model_extra or {}).get("id"), set(s.model_extra or {}), service_id)
+    s.require_some("service")
+    s.require_id(service_id)
     given = s.model_fields_set
     async with identity(req).write() as uow:
         row = await uow.conn.fetchrow(
@@ -364,7 +332,8 @@ async def update_service(req: ApiRequest[ServiceUpdate]) -> dict[str, Any]:
         )
         if row is None:
             raise not_found("service", service_id)
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """UPDATE id_services SET type = $2, name = $3, description = $4, enabled = $5,
                    extra = $6::jsonb WHERE id = $1 RETURNING *""",
             service_id,
@@ -395,6 +364,3 @@ async def delete_service(req: ApiRequest[Any]) -> None:
         for e in endpoints:
             await uow.emit(EndpointDeleted(resource_id=e["id"]))
         await uow.emit(ServiceDeleted(resource_id=service_id))
-
-
-from cloud.identity.api import catalog_endpoints  # noqa: E402, F401  (registers /endpoints)

@@ -7,7 +7,6 @@ if it does not exist yet. Every endpoint shows ``region`` next to ``region_id``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any, Literal, get_args
 
@@ -18,16 +17,15 @@ from cloud.api.errors import ApiError
 from cloud.api.listing import Where
 from cloud.api.router import ApiRequest, QueryParam
 from cloud.identity.api import router
-from cloud.identity.api.catalog import (
+from cloud.identity.api.common import collection_links, enforce, identity, not_found, self_link
+from cloud.identity.api.open_models import (
     OpenModel,
+    dump_extra,
+    fetch_one,
     load_extra,
     merged_extra,
-    region_exists,
-    require_matching_id,
-    require_some,
     without_links,
 )
-from cloud.identity.api.common import collection_links, enforce, identity, not_found, self_link
 from cloud.store.conn import DbConnection
 from schemas.identity import EndpointCreated, EndpointDeleted, EndpointUpdated, RegionCreated
 
@@ -109,6 +107,10 @@ async def _resolve_region(
     return "region_id" in given or "region" in given, fields.region_id, False
 
 
+async def region_exists(conn: DbConnection, region_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM id_regions WHERE id = $1", region_id))
+
+
 async def _require_service(conn: DbConnection, service_id: str) -> None:
     if not await conn.fetchval("SELECT 1 FROM id_services WHERE id = $1", service_id):
         raise _reference_error("service_id", "service table")
@@ -165,7 +167,8 @@ async def create_endpoint(req: ApiRequest[EndpointCreate]) -> dict[str, Any]:
         await _require_service(uow.conn, e.service_id)
         if created and region_id is not None:
             await uow.emit(RegionCreated(resource_id=region_id))
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """INSERT INTO id_endpoints (id, service_id, region_id, interface, url, enabled, extra)
                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING *""",
             endpoint_id,
@@ -174,7 +177,7 @@ async def create_endpoint(req: ApiRequest[EndpointCreate]) -> dict[str, Any]:
             e.interface,
             e.url,
             e.enabled,
-            json.dumps(e.extras(*_EXTRA_FIELDS)),
+            dump_extra(e.extras(*_EXTRA_FIELDS)),
         )
         view = endpoint_view(req, row)
         await uow.emit(EndpointCreated(resource_id=endpoint_id, attributes=without_links(view)))
@@ -186,8 +189,8 @@ async def update_endpoint(req: ApiRequest[EndpointUpdate]) -> dict[str, Any]:
     """Update an endpoint."""
     enforce(req, "identity:update_endpoint")
     endpoint_id, e = req.params["endpoint_id"], req.body.endpoint
-    require_some(e, "endpoint")
-    require_matching_id((e.model_extra or {}).get("id"), set(e.model_extra or {}), endpoint_id)
+    e.require_some("endpoint")
+    e.require_id(endpoint_id)
     given = e.model_fields_set
     async with identity(req).write() as uow:
         row = await uow.conn.fetchrow(
@@ -200,7 +203,8 @@ async def update_endpoint(req: ApiRequest[EndpointUpdate]) -> dict[str, Any]:
             await uow.emit(RegionCreated(resource_id=region_id))
         if "service_id" in given:
             await _require_service(uow.conn, e.service_id)
-        row = await uow.conn.fetchrow(
+        row = await fetch_one(
+            uow.conn,
             """UPDATE id_endpoints SET service_id = $2, region_id = $3, interface = $4, url = $5,
                    enabled = $6, extra = $7::jsonb WHERE id = $1 RETURNING *""",
             endpoint_id,

@@ -20,18 +20,40 @@ def identity(req: ApiRequest[Any]) -> Identity:
     return req.app[IDENTITY]
 
 
-def enforce(req: ApiRequest[Any], rule: str, target: Mapping[str, Any] | None = None) -> None:
-    """403 in Keystone's words unless the policy allows ``rule`` for the caller on ``target``."""
+def _policy_target(target: Mapping[str, Any] | None, user_id: str | None) -> dict[str, Any]:
+    checked: dict[str, Any] = {"target": dict(target or {})}
+    if user_id is not None:  # user-owned things: the ``owner`` rule reads a top-level user_id
+        checked["user_id"] = user_id
+    return checked
+
+
+def enforce(
+    req: ApiRequest[Any],
+    rule: str,
+    target: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+) -> None:
+    """403 in Keystone's words unless the policy allows ``rule`` for the caller on ``target``.
+
+    ``user_id``: the user who owns what the call touches (the user in the URL).
+    """
     try:
-        identity(req).policy.enforce(rule, req.auth.creds, {"target": dict(target or {})})
+        identity(req).policy.enforce(rule, req.auth.creds, _policy_target(target, user_id))
     except PolicyDenied:
         raise ApiError(
             403, f"You are not authorized to perform the requested action: {rule}."
         ) from None
 
 
-def allowed(req: ApiRequest[Any], rule: str, target: Mapping[str, Any] | None = None) -> bool:
-    return identity(req).policy.allowed(rule, req.auth.creds, {"target": dict(target or {})})
+def allowed(
+    req: ApiRequest[Any],
+    rule: str,
+    target: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+) -> bool:
+    return identity(req).policy.allowed(rule, req.auth.creds, _policy_target(target, user_id))
 
 
 def self_link(req: ApiRequest[Any], path: str) -> dict[str, str]:

@@ -41,7 +41,6 @@ from cloud.identity.api._resources_render import (
     caller_domain,
     check_id_unchanged,
     dump_json,
-    enforce_owner,
     fetch_domain,
     fetch_project,
     list_scope,
@@ -352,7 +351,7 @@ async def list_user_projects(req: ApiRequest[Any]) -> dict[str, Any]:
     async with identity(req).store.pool.acquire() as conn:
         user = await conn.fetchrow("SELECT id, domain_id FROM id_users WHERE id = $1", user_id)
         target = {} if user is None else {"user": {"id": user_id, "domain_id": user["domain_id"]}}
-        enforce_owner(req, "identity:list_user_projects", user_id, target)
+        enforce(req, "identity:list_user_projects", target, user_id=user_id)
         if user is None:
             raise not_found("user", user_id)
         where = Where().add("id = ANY({}::text[])", await user_project_ids(conn, user_id))

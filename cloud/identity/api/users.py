@@ -29,7 +29,6 @@ from cloud.identity.api._resources_render import (
     caller_domain,
     check_id_unchanged,
     dump_json,
-    enforce_owner,
     fetch_user,
     list_scope,
     load_extra,
@@ -288,7 +287,9 @@ async def change_password(req: ApiRequest[PasswordChangeBody]) -> None:
     ident = identity(req)
     async with ident.store.pool.acquire() as conn:
         user = await fetch_user(conn, user_id)
-    enforce_owner(req, "identity:change_password", user_id, target_of("user", user) if user else {})
+    enforce(
+        req, "identity:change_password", target_of("user", user) if user else {}, user_id=user_id
+    )
     if user is None:
         raise not_found("user", user_id)
     if load_json(user["options"]).get("lock_password"):
