@@ -67,9 +67,11 @@ def _base_url(request: web.Request) -> str:
 def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[OPERATION] = op
-        if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
-            # PostgreSQL text cannot hold NUL: refuse it here rather than fail in every service.
-            raise ApiError(400, "NUL characters are not allowed in the URL.")
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in every service.
+        if "\x00" in request.path:
+            raise ApiError(404, "The resource could not be found.")  # no id contains NUL
+        if any("\x00" in v for v in request.query.values()):
+            raise ApiError(400, "NUL characters are not allowed in the query string.")
         auth = await _authenticate(request) if op.auth else None
         if auth is not None:
             request[AUTH] = auth
