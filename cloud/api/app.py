@@ -23,15 +23,12 @@ from pydantic import BaseModel, ValidationError
 from cloud.api.context import AuthContext, TokenValidator
 from cloud.api.errors import ApiError, FaultFormat, keystone_fault
 from cloud.api.openapi import build_openapi
-from cloud.api.router import ApiRequest, Operation, Reply, Router
+from cloud.api.router import AUTH, OPERATION, REQUEST_ID, ApiRequest, Operation, Reply, Router
 
 log = structlog.get_logger("aiostack.api")
 
 TOKEN_VALIDATOR = web.AppKey("token_validator", TokenValidator)
 ROUTERS = web.AppKey("routers", Sequence[Router])
-REQUEST_ID = web.RequestKey("request_id", str)
-OPERATION = web.RequestKey("operation", Operation)
-AUTH = web.RequestKey("auth", AuthContext)
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 DEFAULT_MAX_BODY = 1024 * 1024
 

@@ -63,7 +63,7 @@ class ApiRequest(Generic[B]):
 
     @property
     def request_id(self) -> str:
-        return str(self.raw.get("request_id", ""))
+        return self.raw[REQUEST_ID] if REQUEST_ID in self.raw else ""
 
     def base_url(self) -> str:
         """Scheme and authority the client used (``http://host:port``)."""
@@ -112,6 +112,12 @@ class Operation:
     def summary(self) -> str:
         doc = inspect.getdoc(self.handler) or self.handler.__name__.replace("_", " ")
         return doc.splitlines()[0]
+
+
+# What the pipeline (cloud/api/app.py) stores on each aiohttp request.
+REQUEST_ID = web.RequestKey("request_id", str)
+OPERATION = web.RequestKey("operation", Operation)
+AUTH = web.RequestKey("auth", AuthContext)
 
 
 class Router:
