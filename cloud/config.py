@@ -71,6 +71,25 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(
         default=None, description="Bootstrap admin password; unset: generated on first bootstrap."
     )
+    image_quota_count: int = Field(
+        default=-1,
+        ge=-1,
+        description="Images a project may own (Glance image_count_total); -1: unlimited.",
+    )
+    image_quota_bytes: int = Field(
+        default=-1,
+        ge=-1,
+        description="Bytes of image data a project may store (Glance image_size_total); -1: unlimited.",
+    )
+    image_member_quota: int = Field(
+        default=128, ge=-1, description="Members one image may be shared with; -1: unlimited."
+    )
+    image_property_quota: int = Field(
+        default=128, ge=-1, description="Extra properties one image may have; -1: unlimited."
+    )
+    image_tag_quota: int = Field(
+        default=128, ge=-1, description="Tags one image may have; -1: unlimited."
+    )
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = Field(default="info")
 

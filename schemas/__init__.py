@@ -1,6 +1,6 @@
 """The wire contract: pydantic message models only. No I/O; imports nothing from cloud/ or agents/."""
 
-from schemas import identity, system
+from schemas import identity, image, system
 from schemas.base import REGISTRY, Command, Envelope, Event, Message, Registry, UnknownMessage
 from schemas.codec import DecodeError, decode, encode
 
@@ -16,5 +16,6 @@ __all__ = [
     "decode",
     "encode",
     "identity",
+    "image",
     "system",
 ]

@@ -63,7 +63,7 @@ class ApiRequest(Generic[B]):
 
     @property
     def request_id(self) -> str:
-        return self.raw[REQUEST_ID] if REQUEST_ID in self.raw else ""
+        return self.raw.get(REQUEST_ID) or ""
 
     def base_url(self) -> str:
         """Scheme and authority the client used (``http://host:port``)."""

@@ -179,7 +179,8 @@ async def test_openapi_lists_operations_with_their_models(client: TestClient[Any
 async def test_nul_characters_are_refused_before_any_handler(client: TestClient[Any, Any]) -> None:
     in_query = await client.get("/things/v1/open?name=a%00b")
     in_body = await client.post(
-        "/things/v1/things", data=b'{"thing": {"name": "a\\u0000b"}}',
+        "/things/v1/things",
+        data=b'{"thing": {"name": "a\\u0000b"}}',
         headers={"X-Auth-Token": "good", "Content-Type": "application/json"},
     )
     assert in_query.status == in_body.status == 400
