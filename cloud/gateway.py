@@ -13,6 +13,8 @@ from aiohttp import web
 
 from cloud.api.app import build_app
 from cloud.api.policy import Policy
+from cloud.compute import api as compute_api
+from cloud.compute.service import ComputeService
 from cloud.config import Settings
 from cloud.identity import api as identity_api
 from cloud.identity.bootstrap import bootstrap
@@ -82,18 +84,21 @@ class Gateway:
         await identity.start(self.store.dsn)
         images = ImageService(self.settings, self.store)
         await images.start()
+        compute = ComputeService(self.settings, self.store)
+        await compute.start()
         clouds: Path | None = None
         try:
             if self.bootstrap_if_empty and not await self._bootstrapped():
                 clouds = await run_bootstrap(self.settings, identity)
             app = build_app(
-                [*identity_api.routers(), *image_api.routers()],
+                [*identity_api.routers(), *image_api.routers(), *compute_api.routers()],
                 identity,
                 max_body_bytes=self.settings.api_max_body_bytes,
                 identity_url=lambda _r: self.settings.base_url() + "/identity",
             )
             app[identity_api.IDENTITY] = identity
             app[image_api.IMAGES] = images
+            app[compute_api.COMPUTE] = compute
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             host, _, port = self.settings.listen.rpartition(":")
@@ -107,6 +112,7 @@ class Gateway:
             finally:
                 await runner.cleanup()
         finally:
+            await compute.stop()
             await images.stop()
             await identity.stop()
 
