@@ -13,7 +13,7 @@ from cloud.api.errors import ApiError
 from cloud.api.policy import Policy
 from cloud.identity import revocations
 from cloud.identity.authn import AuthRequest, authenticate
-from cloud.identity.bootstrap import bootstrap
+from cloud.identity.bootstrap import CATALOG, bootstrap
 from cloud.identity.keys import KeyRepository
 from cloud.identity.passwords import PasswordHasher
 from cloud.identity.policies import DEFAULT_RULES
@@ -86,7 +86,9 @@ async def test_bootstrap_is_idempotent_and_writes_both_clouds(
     assert oct(again.stat().st_mode & 0o777) == "0o600"
     async with identity.store.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM id_users") == 2
-        assert await conn.fetchval("SELECT count(*) FROM id_endpoints") == 3
+        endpoints = await conn.fetchval("SELECT count(*) FROM id_endpoints")
+    assert endpoints == 3 * len(CATALOG), "public, internal and admin for every service"
+    async with identity.store.pool.acquire() as conn:
         kinds = await conn.fetch("SELECT kind FROM events WHERE kind LIKE 'identity.%'")
     assert sum(k["kind"] == "identity.user.created" for k in kinds) == 2
 
