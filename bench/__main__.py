@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 import asyncpg
 
-from bench import baselines, pipeline, report
+from bench import api, baselines, image, pipeline, report
 from bench.config import Settings, parse
 from bench.database import fresh_database
 from bench.stats import Result
@@ -119,6 +119,11 @@ async def run(settings: Settings) -> list[Result]:
                     step = _pipeline_step(kind, settings, dsn, measure)
                     label = f"{kind} paced, {batch} ev/tx"
                     results += await _guarded(label, f"{kind}.paced.{batch}", step)
+    if "api" in groups:  # its own database and aiostack process (bench/api.py)
+        results += await _guarded("identity API", "api", lambda: api.api_bench(settings))
+    if "image" in groups:  # its own database and aiostack process (bench/image.py)
+        step = lambda: image.run(settings.database_url, settings.image_mib)  # noqa: E731
+        results += await _guarded("image data path", "image", step)
     return results
 
 
@@ -141,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(report.targets(results))
     print()
+    if "api" in settings.groups:
+        print(api.targets(results))
+        print()
     print(report.notes(results))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0 if all(r.complete for r in results) else 1

@@ -21,6 +21,8 @@ GROUPS = (
     "inproc-paced",
     "amqp-throughput",
     "amqp-paced",
+    "api",  # the identity API beside a bare aiohttp handler (bench/api.py)
+    "image",  # image data through the gateway beside a raw file copy (bench/image.py)
 )
 ALIASES = {
     "baselines": ("baseline-amqp", "baseline-pg"),
@@ -56,6 +58,12 @@ class Settings:
     pool_size: int
     groups: tuple[str, ...]
     timeout_s: float
+    # The "api" group (bench/api.py): seconds measured and of warm-up per cell, concurrencies.
+    api_seconds: float = 5.0
+    api_warmup: float = 1.0
+    api_concurrency: tuple[int, ...] = (1, 8, 32)
+    # The "image" group (bench/image.py): MiB uploaded and downloaded.
+    image_mib: int = 1024
 
     @property
     def paced_events(self) -> int:
@@ -146,6 +154,19 @@ def parser() -> argparse.ArgumentParser:
         help=f"run only these paths (repeatable): {', '.join((*GROUPS, *ALIASES))}",
     )
     add("--timeout", type=float, default=300.0, help="give up on a path after this many seconds")
+    add(
+        "--api-seconds",
+        type=float,
+        help="api: seconds measured per cell (default 5; 1.5 with --quick)",
+    )
+    add(
+        "--api-concurrency",
+        type=_positive_ints,
+        default=(1, 8, 32),
+        metavar="N[,N...]",
+        help="api: concurrent connections, one cell each (default 1,8,32)",
+    )
+    add("--image-mib", type=int, help="image: MiB moved each way (default 1024; 256 with --quick)")
     add("--database-url", help="admin DSN (default: env AIOSTACK_BENCH_DATABASE_URL, local)")
     add("--amqp-url", help="broker URL (default: env AIOSTACK_BENCH_AMQP_URL, local)")
     return p
@@ -176,6 +197,9 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
             p.error(f"--{flag} must be at least 1")
     if args.rate <= 0 or seconds <= 0:
         p.error("--rate and --seconds must be positive")
+    api_seconds = args.api_seconds if args.api_seconds is not None else (1.5 if args.quick else 5.0)
+    if api_seconds <= 0:
+        p.error("--api-seconds must be positive")
     return Settings(
         database_url=args.database_url
         or _env(
@@ -203,4 +227,8 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         pool_size=args.pool_size,
         groups=_expand(args.only) if args.only else GROUPS,
         timeout_s=args.timeout,
+        api_seconds=api_seconds,
+        api_warmup=0.5 if args.quick else 1.0,
+        api_concurrency=args.api_concurrency,
+        image_mib=args.image_mib or (256 if args.quick else 1024),
     )
