@@ -14,6 +14,9 @@ from typing import Any
 
 import structlog
 
+from agents.compute.agent import ComputeAgent
+from agents.compute.fake import FakeDriver
+from cloud.conductor.actor import Conductor
 from cloud.config import Settings, mask_url
 from cloud.gateway import Gateway, clouds_yaml_path
 from cloud.registry import ServiceRegistry
@@ -23,6 +26,7 @@ from cloud.runtime.bus import Bus
 from cloud.runtime.consumer import ConsumerOptions
 from cloud.runtime.inproc import InProcBus
 from cloud.runtime.supervisor import RuntimeOptions, Supervisor, stop_on_signals
+from cloud.scheduler.actor import Scheduler
 from cloud.store.db import Store
 from cloud.store.embedded import EmbeddedPostgres
 
@@ -31,6 +35,10 @@ log = structlog.get_logger("aiostack.node")
 # Every actor this build knows, by the name `aiostack run NAME` takes.
 ACTORS: dict[str, Callable[[Settings], Actor]] = {
     "registry": lambda s: ServiceRegistry(down_after_s=s.service_down_after_s),
+    "scheduler": lambda s: Scheduler(),
+    "conductor": lambda s: Conductor(),
+    # The compute agent of this host, on the in-memory fake hypervisor until libvirt lands.
+    "compute": lambda s: ComputeAgent(s.host, FakeDriver()),
 }
 
 

@@ -1,6 +1,6 @@
 """The wire contract: pydantic message models only. No I/O; imports nothing from cloud/ or agents/."""
 
-from schemas import identity, image, system
+from schemas import compute, compute_catalog, identity, image, system
 from schemas.base import REGISTRY, Command, Envelope, Event, Message, Registry, UnknownMessage
 from schemas.codec import DecodeError, decode, encode
 
@@ -13,6 +13,8 @@ __all__ = [
     "Message",
     "Registry",
     "UnknownMessage",
+    "compute",
+    "compute_catalog",
     "decode",
     "encode",
     "identity",

@@ -72,6 +72,8 @@ def _endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResp
         auth = await _authenticate(request) if op.auth else None
         if auth is not None:
             request[AUTH] = auth
+        if op.router.before is not None:
+            op.router.before(request)
         body = await _parse_body(request, op) if op.body is not None else None
         reply = await op.handler(ApiRequest(request, body, op, auth))
         return _respond(reply, op.status)
@@ -148,16 +150,23 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), default=str)
 
 
-def _fault_for(request: web.Request, routers: Sequence[Router]) -> FaultFormat:
+def _owner(request: web.Request, routers: Sequence[Router]) -> Router | None:
+    """The router serving ``request``: its operation's, else the longest matching prefix."""
     op = request.get(OPERATION)
     if op is not None:
-        fault: FaultFormat = op.router.fault
-        return fault
-    owners = [r for r in routers if r.prefix and request.path.startswith(r.prefix)]
-    if not owners:
-        return keystone_fault
-    owner: Router = max(owners, key=lambda r: len(r.prefix))
-    return owner.fault
+        router: Router = op.router
+        return router
+    owners = [r for r in routers if r.prefix and _under(request.path, r.prefix)]
+    return max(owners, key=lambda r: len(r.prefix)) if owners else None
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _fault_for(request: web.Request, routers: Sequence[Router]) -> FaultFormat:
+    owner = _owner(request, routers)
+    return owner.fault if owner is not None else keystone_fault
 
 
 def _middleware(
@@ -184,6 +193,9 @@ def _middleware(
             crash = ApiError(500, "An unexpected error prevented the server from fulfilling it.")
             response = _render(request, crash, routers, identity_url)
         response.headers[REQUEST_ID_HEADER] = request_id
+        owner = _owner(request, routers)
+        if owner is not None and owner.after is not None:
+            owner.after(request, response)
         _access_log(request, response, started)
         return response
 

@@ -26,6 +26,9 @@ from cloud.api.errors import ApiError, FaultFormat
 B = TypeVar("B")
 Reply = web.StreamResponse | Mapping[str, Any] | BaseModel | None
 Handler = Callable[["ApiRequest[Any]"], Awaitable[Reply]]
+# Per-router hooks (see :meth:`Router.set_hooks`).
+BeforeHook = Callable[[web.Request], None]
+AfterHook = Callable[[web.Request, web.StreamResponse], None]
 
 
 class ApiRequest(Generic[B]):
@@ -126,6 +129,20 @@ class Router:
     def __init__(self, service: str, prefix: str, fault: FaultFormat) -> None:
         self.service, self.prefix, self.fault = service, prefix.rstrip("/"), fault
         self.operations: list[Operation] = []
+        self.before: BeforeHook | None = None
+        self.after: AfterHook | None = None
+
+    def set_hooks(
+        self, *, before: BeforeHook | None = None, after: AfterHook | None = None
+    ) -> None:
+        """Service-wide request/response hooks (e.g. Nova's microversions).
+
+        ``before(request)`` runs for each of this router's operations once the caller is
+        authenticated and before the body is parsed; it may raise :class:`ApiError` or store
+        state on the request. ``after(request, response)`` runs for every response of this
+        router, errors and unmatched paths under its prefix included, to add headers.
+        """
+        self.before, self.after = before, after
 
     def route(
         self,

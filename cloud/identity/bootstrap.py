@@ -35,6 +35,7 @@ from schemas.identity import (
 CATALOG: list[tuple[str, str, str]] = [
     ("identity", "keystone", "/identity/v3"),
     ("image", "glance", "/image"),
+    ("compute", "nova", "/compute/v2.1"),
 ]
 ROLES = ("admin", "member", "reader", "service")
 IMPLIED = (("admin", "member"), ("member", "reader"))

@@ -185,3 +185,91 @@ async def test_nul_characters_are_refused_before_any_handler(client: TestClient[
     )
     assert in_query.status == in_body.status == 400
     assert "NUL" in (await in_body.json())["error"]["message"]
+
+
+HOOKED = web.RequestKey("hooked", str)
+
+
+def make_hooked_app() -> web.Application:
+    """A router with per-router hooks next to one without."""
+    hooked = Router("hooked", "/hooked/v1", nova_fault)
+    plain = Router("plain", "/plain", keystone_fault)
+
+    def before(request: web.Request) -> None:
+        asked = request.headers.get("X-Level", "1")
+        if asked == "9":
+            raise ApiError(406, "Level 9 is not supported.")
+        request[HOOKED] = asked
+
+    def after(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Level"] = request.get(HOOKED, "none")
+        response.headers["Vary"] = "X-Level"
+
+    hooked.set_hooks(before=before, after=after)
+
+    @hooked.get("/level")
+    async def level(req: ApiRequest[Any]) -> dict[str, Any]:
+        return {"level": req.raw[HOOKED]}
+
+    @hooked.post("/things", body=ThingRequest)
+    async def post_thing(req: ApiRequest[ThingRequest]) -> dict[str, Any]:
+        return {"ok": True}
+
+    @plain.get("/level", auth=False)
+    async def plain_level(req: ApiRequest[Any]) -> dict[str, Any]:
+        return {"level": None}
+
+    return build_app([hooked, plain], Validator())
+
+
+@pytest.fixture
+async def hooked_client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    async with TestClient(TestServer(make_hooked_app())) as c:
+        yield c
+
+
+async def test_before_hook_sees_the_request_and_after_hook_labels_it(
+    hooked_client: TestClient[Any, Any],
+) -> None:
+    resp = await hooked_client.get(
+        "/hooked/v1/level", headers={"X-Auth-Token": "good", "X-Level": "3"}
+    )
+    assert resp.status == 200 and await resp.json() == {"level": "3"}
+    assert resp.headers["X-Level"] == "3" and resp.headers["Vary"] == "X-Level"
+    assert resp.headers["X-Openstack-Request-Id"].startswith("req-")
+
+
+async def test_before_hook_may_refuse_and_the_fault_is_labelled_too(
+    hooked_client: TestClient[Any, Any],
+) -> None:
+    resp = await hooked_client.get(
+        "/hooked/v1/level", headers={"X-Auth-Token": "good", "X-Level": "9"}
+    )
+    assert resp.status == 406
+    assert await resp.json() == {
+        "computeFault": {"code": 406, "message": "Level 9 is not supported."}
+    }
+    assert resp.headers["X-Level"] == "none"
+
+
+async def test_before_hook_runs_after_auth_and_before_the_body(
+    hooked_client: TestClient[Any, Any],
+) -> None:
+    resp = await hooked_client.get("/hooked/v1/level", headers={"X-Level": "9"})
+    assert resp.status == 401  # the caller is checked first, as keystonemiddleware does
+    resp = await hooked_client.post(
+        "/hooked/v1/things", data=b"{bad", headers={"X-Auth-Token": "good", "X-Level": "9"}
+    )
+    assert resp.status == 406  # the version is negotiated before the body is read
+
+
+async def test_after_hook_labels_unmatched_paths_under_the_prefix_only(
+    hooked_client: TestClient[Any, Any],
+) -> None:
+    missing = await hooked_client.get("/hooked/v1/nowhere")
+    assert missing.status == 404 and missing.headers["X-Level"] == "none"
+    assert "itemNotFound" in await missing.json()
+    wrong = await hooked_client.delete("/hooked/v1/level")
+    assert wrong.status == 405 and "X-Level" in wrong.headers
+    assert "X-Level" not in (await hooked_client.get("/plain/level")).headers
+    assert "X-Level" not in (await hooked_client.get("/hooked/v1x")).headers

@@ -18,6 +18,8 @@ discovery = Router("compute", "/compute", nova_fault)
 def routers() -> list[Router]:
     """Both compute routers, with every module's operations registered."""
     from cloud.compute.api import (  # noqa: F401  (importing registers the operations)
+        flavor_access,
+        flavor_extra_specs,
         flavors,
         keypairs,
         servers,

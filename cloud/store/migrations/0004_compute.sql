@@ -15,8 +15,8 @@ CREATE TABLE cmp_flavors (
     extra_specs  jsonb NOT NULL DEFAULT '{}',
     disabled     boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    deleted_at   timestamptz
-);
+    updated_at   timestamptz
+);  -- deletes are hard: a deleted flavor's name and id can be reused
 
 CREATE TABLE cmp_flavor_access (
     flavor_id  text NOT NULL REFERENCES cmp_flavors (id) ON DELETE CASCADE,
@@ -25,6 +25,7 @@ CREATE TABLE cmp_flavor_access (
 );
 
 CREATE TABLE cmp_keypairs (
+    id          bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- Nova shows an integer id
     user_id     text NOT NULL,
     name        text NOT NULL,
     type        text NOT NULL DEFAULT 'ssh' CHECK (type IN ('ssh', 'x509')),

@@ -1,0 +1,1 @@
+"""The conductor: drives instance build and delete sagas and persists what agents report."""

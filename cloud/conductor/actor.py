@@ -1,0 +1,312 @@
+"""The conductor actor: drives each instance's build and delete sagas and persists agent reports.
+
+Every step has a deadline, a durable timer (key ``build:<id>``, replaced by the next step's): if
+the instance is still in that step when it fires, the instance goes to ERROR with a fault naming the
+step, and its claim is released. A delete always completes: without a host it finishes at once,
+otherwise the host is told to destroy and the delete is forced if it does not confirm in time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from agents.compute.agent import address_of
+from cloud.conductor import states
+from cloud.runtime.actor import Actor, Context, handles
+from cloud.store.conn import DbConnection
+from schemas.compute import (
+    CheckBuildDeadline,
+    DestroyInstance,
+    FlavorSpec,
+    HostResourcesReported,
+    InstanceActivated,
+    InstanceDeleted,
+    InstanceDeleteRequested,
+    InstanceDestroyed,
+    InstanceErrored,
+    InstancePowerChanged,
+    InstanceRequested,
+    InstanceScheduled,
+    InstanceScheduleFailed,
+    InstanceSpawned,
+    InstanceSpawnFailed,
+    SpawnInstance,
+)
+
+
+def timer_key(instance_id: str) -> str:
+    return f"build:{instance_id}"
+
+
+async def release_claim(conn: DbConnection, instance_id: str) -> str | None:
+    """Give the instance's claimed resources back to its host; the host, or None if no claim."""
+    row = await conn.fetchrow(
+        "DELETE FROM cmp_claims WHERE instance_id = $1 RETURNING host, vcpus, ram_mb, disk_gb",
+        instance_id,
+    )
+    if row is None:
+        return None
+    await conn.execute(
+        """UPDATE cmp_hosts SET vcpus_used = greatest(0, vcpus_used - $2),
+                  ram_mb_used = greatest(0, ram_mb_used - $3),
+                  disk_gb_used = greatest(0, disk_gb_used - $4)
+           WHERE host = $1""",
+        row["host"],
+        row["vcpus"],
+        row["ram_mb"],
+        row["disk_gb"],
+    )
+    return str(row["host"])
+
+
+class Conductor(Actor):
+    """Queue: conductor."""
+
+    name: ClassVar[str] = "conductor"
+
+    def __init__(
+        self,
+        schedule_deadline_s: float = 60.0,
+        spawn_deadline_s: float = 300.0,
+        delete_deadline_s: float = 120.0,
+        power_deadline_s: float = 120.0,
+    ) -> None:
+        self._deadlines = {
+            states.SCHEDULING: schedule_deadline_s,
+            states.SPAWNING: spawn_deadline_s,
+            states.DELETING: delete_deadline_s,
+            states.POWERING_OFF: power_deadline_s,
+            states.POWERING_ON: power_deadline_s,
+        }
+
+    async def _lock(self, ctx: Context, instance_id: str) -> dict[str, Any] | None:
+        row = await ctx.conn.fetchrow(
+            """SELECT id, name, vm_state, task_state, host, image_ref, flavor::text AS flavor,
+                      user_data, metadata::text AS metadata, project_id
+               FROM cmp_instances WHERE id = $1 AND deleted_at IS NULL FOR UPDATE""",
+            instance_id,
+        )
+        return None if row is None else dict(row)
+
+    async def _deadline(self, ctx: Context, instance_id: str, step: str, **details: Any) -> None:
+        seconds = self._deadlines[step]
+        await ctx.schedule(
+            CheckBuildDeadline(
+                instance_id=instance_id, step=step, deadline_s=seconds, details=details
+            ),
+            key=timer_key(instance_id),
+            after=timedelta(seconds=seconds),
+        )
+
+    async def _set(self, ctx: Context, instance_id: str, **values: Any) -> None:
+        if "vm_state" in values:
+            values["status"] = states.status_of(values["vm_state"], values.get("task_state"))
+        if "fault" in values:
+            values["fault"] = json.dumps(values["fault"])
+        names = list(values)
+        assigns = ", ".join(
+            f"{n} = ${i + 2}{'::jsonb' if n == 'fault' else ''}" for i, n in enumerate(names)
+        )
+        await ctx.conn.execute(
+            f"UPDATE cmp_instances SET {assigns}, updated_at = now() WHERE id = $1",
+            instance_id,
+            *[values[n] for n in names],
+        )
+
+    async def _fail(
+        self,
+        ctx: Context,
+        instance_id: str,
+        step: str,
+        message: str,
+        details: str,
+        host: str | None,
+    ) -> None:
+        now = ctx.clock.now()
+        await release_claim(ctx.conn, instance_id)
+        await ctx.cancel_timer(timer_key(instance_id))
+        await self._set(
+            ctx,
+            instance_id,
+            vm_state=states.ERROR,
+            task_state=None,
+            fault=states.fault(message, details, now),
+        )
+        ctx.log.warning("instance.errored", instance_id=instance_id, step=step, reason=message)
+        await ctx.emit(
+            InstanceErrored(instance_id=instance_id, step=step, reason=message, host=host)
+        )
+
+    # -- build -------------------------------------------------------------------------------
+
+    @handles(InstanceRequested)
+    async def requested(self, msg: InstanceRequested, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is not None and row["task_state"] == states.SCHEDULING:
+            await self._deadline(ctx, msg.instance_id, states.SCHEDULING)
+
+    @handles(InstanceScheduled)
+    async def scheduled(self, msg: InstanceScheduled, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != states.SCHEDULING:
+            return  # deleted (the delete released the claim) or a duplicate
+        await self._set(ctx, msg.instance_id, host=msg.host, task_state=states.SPAWNING)
+        await ctx.conn.execute(  # Nova shows the host's zone once the instance has one
+            """UPDATE cmp_instances SET availability_zone = coalesce(availability_zone,
+                   (SELECT availability_zone FROM cmp_hosts WHERE host = $2)) WHERE id = $1""",
+            msg.instance_id,
+            msg.host,
+        )
+        await ctx.emit(
+            SpawnInstance(
+                instance_id=msg.instance_id,
+                name=row["name"],
+                flavor=FlavorSpec.model_validate_json(row["flavor"]),
+                image_ref=row["image_ref"],
+                user_data=row["user_data"],
+                metadata=json.loads(row["metadata"]),
+            ),
+            to=address_of(msg.host),
+        )
+        await self._deadline(ctx, msg.instance_id, states.SPAWNING, host=msg.host)
+
+    @handles(InstanceScheduleFailed)
+    async def schedule_failed(self, msg: InstanceScheduleFailed, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != states.SCHEDULING:
+            return
+        details = json.dumps({"step": "scheduling", "eliminated": msg.eliminated})
+        await self._fail(ctx, msg.instance_id, states.SCHEDULING, msg.reason, details, None)
+
+    @handles(InstanceSpawned)
+    async def spawned(self, msg: InstanceSpawned, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != states.SPAWNING or row["host"] != msg.host:
+            if row is None or row["task_state"] != states.DELETING:
+                # Too late (the build already failed) or gone: the host must not keep it.
+                await ctx.emit(
+                    DestroyInstance(instance_id=msg.instance_id), to=address_of(msg.host)
+                )
+            return
+        await ctx.cancel_timer(timer_key(msg.instance_id))
+        await self._set(
+            ctx,
+            msg.instance_id,
+            vm_state=states.ACTIVE,
+            task_state=None,
+            power_state=msg.power_state,
+            launched_at=ctx.clock.now(),
+        )
+        ctx.log.info("instance.active", instance_id=msg.instance_id, host=msg.host)
+        await ctx.emit(InstanceActivated(instance_id=msg.instance_id, host=msg.host))
+
+    @handles(InstanceSpawnFailed)
+    async def spawn_failed(self, msg: InstanceSpawnFailed, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != states.SPAWNING:
+            return
+        details = json.dumps({"step": "spawning", "host": msg.host, "error": msg.reason})
+        message = f"Build of instance {msg.instance_id} failed on {msg.host}: {msg.reason}"
+        await self._fail(ctx, msg.instance_id, states.SPAWNING, message, details, msg.host)
+
+    @handles(CheckBuildDeadline)
+    async def deadline(self, msg: CheckBuildDeadline, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != msg.step:
+            return  # the step finished in time
+        if msg.step == states.DELETING:
+            await self._finish_delete(ctx, msg.instance_id, row["host"], forced=True)
+            return
+        if msg.step in states.REVERTIBLE:
+            ctx.log.warning("instance.task_timed_out", instance_id=msg.instance_id, step=msg.step)
+            await self._set(ctx, msg.instance_id, task_state=None)
+            return
+        host = row["host"]
+        message = (
+            f"Build of instance {msg.instance_id} timed out in step {msg.step}: "
+            f"no outcome within {msg.deadline_s:g}s"
+        )
+        details = json.dumps({"step": msg.step, "host": host, "deadline_s": msg.deadline_s})
+        await self._fail(ctx, msg.instance_id, msg.step, message, details, host)
+        if host is not None:  # the host may still finish it later: make sure it does not keep it
+            await ctx.emit(DestroyInstance(instance_id=msg.instance_id), to=address_of(host))
+
+    # -- power -------------------------------------------------------------------------------
+
+    @handles(InstancePowerChanged)
+    async def power_changed(self, msg: InstancePowerChanged, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] not in states.REVERTIBLE:
+            return
+        await ctx.cancel_timer(timer_key(msg.instance_id))
+        values: dict[str, Any] = {"task_state": None, "power_state": msg.power_state}
+        if msg.power_state == 1:
+            values["vm_state"] = states.ACTIVE
+        elif msg.power_state == 4:
+            values["vm_state"] = states.STOPPED
+        if msg.error:
+            ctx.log.warning("instance.power_failed", instance_id=msg.instance_id, error=msg.error)
+        await self._set(ctx, msg.instance_id, **values)
+
+    # -- delete ------------------------------------------------------------------------------
+
+    @handles(InstanceDeleteRequested)
+    async def delete_requested(self, msg: InstanceDeleteRequested, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None:
+            return
+        host = row["host"] or await ctx.conn.fetchval(
+            "SELECT host FROM cmp_claims WHERE instance_id = $1", msg.instance_id
+        )
+        if host is None:
+            await self._finish_delete(ctx, msg.instance_id, None, forced=False)
+            return
+        await ctx.emit(DestroyInstance(instance_id=msg.instance_id), to=address_of(host))
+        await self._deadline(ctx, msg.instance_id, states.DELETING, host=host)
+
+    @handles(InstanceDestroyed)
+    async def destroyed(self, msg: InstanceDestroyed, ctx: Context) -> None:
+        row = await self._lock(ctx, msg.instance_id)
+        if row is None or row["task_state"] != states.DELETING:
+            return  # a cleanup destroy after a failed build: nothing to record
+        await self._finish_delete(ctx, msg.instance_id, msg.host, forced=False)
+
+    async def _finish_delete(
+        self, ctx: Context, instance_id: str, host: str | None, *, forced: bool
+    ) -> None:
+        now = ctx.clock.now()
+        await release_claim(ctx.conn, instance_id)
+        await ctx.cancel_timer(timer_key(instance_id))
+        await ctx.conn.execute(
+            """UPDATE cmp_instances SET vm_state = 'deleted', task_state = NULL, status = 'DELETED',
+                      power_state = 0, terminated_at = $2, deleted_at = $2, updated_at = $2
+               WHERE id = $1""",
+            instance_id,
+            now,
+        )
+        ctx.log.info("instance.deleted", instance_id=instance_id, host=host, forced=forced)
+        await ctx.emit(InstanceDeleted(instance_id=instance_id, host=host, forced=forced))
+
+    # -- hosts -------------------------------------------------------------------------------
+
+    @handles(HostResourcesReported)
+    async def host_reported(self, msg: HostResourcesReported, ctx: Context) -> None:
+        await ctx.conn.execute(
+            """INSERT INTO cmp_hosts (host, vcpus, ram_mb, disk_gb, hypervisor_type,
+                                      availability_zone, last_report_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (host) DO UPDATE SET vcpus = excluded.vcpus,
+                   ram_mb = excluded.ram_mb, disk_gb = excluded.disk_gb,
+                   hypervisor_type = excluded.hypervisor_type,
+                   availability_zone = excluded.availability_zone,
+                   last_report_at = greatest(cmp_hosts.last_report_at, excluded.last_report_at)""",
+            msg.host,
+            msg.vcpus,
+            msg.ram_mb,
+            msg.disk_gb,
+            msg.hypervisor_type,
+            msg.availability_zone,
+            ctx.clock.now(),
+        )

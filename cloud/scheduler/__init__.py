@@ -1,0 +1,1 @@
+"""The scheduler: places requested instances on hosts (pure filters and weighers, atomic claims)."""

@@ -1,0 +1,150 @@
+"""Servers through the running cloud with the real ``openstack`` CLI: boot on the fake compute host,
+list, show, delete; project isolation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.system.conftest import CliError, RunningCloud, unique
+
+ADMIN, DEMO = "aiostack-admin", "aiostack"
+
+
+@pytest.fixture(scope="module")
+def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("img") / "tiny.raw"
+    data.write_bytes(b"\0" * 4096)
+    created = cloud.openstack(
+        "image",
+        "create",
+        "--file",
+        str(data),
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--public",
+        unique("cirros"),
+    )
+    yield str(created["id"])
+    cloud.run_cli("image", "delete", str(created["id"]))
+
+
+@pytest.fixture(scope="module")
+def host(cloud: RunningCloud) -> None:
+    """The compute agent registers its host with its first report (a few seconds after start)."""
+    deadline = time.monotonic() + 30
+    while not _hosts(cloud):
+        assert time.monotonic() < deadline, "no compute host reported"
+        time.sleep(0.2)
+
+
+def _hosts(cloud: RunningCloud) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    from tests.conftest import dsn_for
+
+    async def count() -> int:
+        conn = await asyncpg.connect(dsn_for(cloud.database))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM cmp_hosts"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count()) > 0
+
+
+def wait_status(cloud: RunningCloud, server_id: str, status: str, timeout: float = 20) -> None:
+    token = cloud.openstack("token", "issue")["id"]
+    url = f"{cloud.url}/compute/v2.1/servers/{server_id}"
+    deadline = time.monotonic() + timeout
+    while True:
+        server = requests.get(url, headers={"X-Auth-Token": token}, timeout=10).json()["server"]
+        if server["status"] == status and server["OS-EXT-STS:task_state"] is None:
+            return
+        assert time.monotonic() < deadline, f"still {server['status']}, not {status}"
+        time.sleep(0.1)
+
+
+def create(
+    cloud: RunningCloud, image: str, name: str, *, as_: str = ADMIN, wait: bool = True
+) -> dict[str, Any]:
+    flags = ("--wait",) if wait else ()
+    server: dict[str, Any] = cloud.openstack(
+        "server", "create", "--image", image, "--flavor", "m1.tiny", *flags, name, cloud=as_
+    )
+    return server
+
+
+def test_boot_list_show_delete(cloud: RunningCloud, image: str, host: None) -> None:
+    name = unique("vm")
+    server = create(cloud, image, name)
+    assert server["status"] == "ACTIVE"
+    assert server["name"] == name
+
+    listed = cloud.openstack("server", "list", "--long")
+    row = next(r for r in listed if r["ID"] == server["id"])
+    assert row["Status"] == "ACTIVE" and row["Power State"] in (1, "Running")
+    assert row["Image ID"] == image
+
+    shown = cloud.openstack("server", "show", server["id"])
+    assert shown["OS-EXT-STS:vm_state"] == "active"
+    assert shown["OS-EXT-AZ:availability_zone"] == "nova"
+    assert shown["OS-EXT-SRV-ATTR:host"]  # admins see the host
+    assert shown["hostId"]
+
+    cloud.openstack("server", "stop", server["id"])
+    wait_status(cloud, server["id"], "SHUTOFF")
+    assert "Cannot 'stop'" in cloud.fails("server", "stop", server["id"])
+    cloud.openstack("server", "start", server["id"])
+    wait_status(cloud, server["id"], "ACTIVE")
+
+    cloud.openstack("server", "delete", "--wait", server["id"])
+    with pytest.raises(CliError):
+        cloud.openstack("server", "show", server["id"])
+
+
+def test_idempotent_boot_returns_the_same_server(
+    cloud: RunningCloud, image: str, host: None
+) -> None:
+    token = cloud.openstack("token", "issue")["id"]
+    headers = {"X-Auth-Token": token, "Idempotency-Key": unique("key")}
+    body = {"server": {"name": unique("vm"), "imageRef": image, "flavorRef": "1"}}
+    url = f"{cloud.url}/compute/v2.1/servers"
+    first = requests.post(url, json=body, headers=headers, timeout=10)
+    second = requests.post(url, json=body, headers=headers, timeout=10)
+    assert first.status_code == second.status_code == 202, first.text
+    server_id = first.json()["server"]["id"]
+    assert second.json()["server"]["id"] == server_id
+    named = requests.get(
+        url, params={"name": body["server"]["name"]}, headers=headers, timeout=10
+    ).json()
+    assert [s["id"] for s in named["servers"]] == [server_id]
+    cloud.openstack("server", "delete", server_id)
+
+
+def test_a_member_sees_only_their_projects_servers(
+    cloud: RunningCloud, image: str, host: None
+) -> None:
+    admins = create(cloud, image, unique("vm"), wait=False)
+    demos = create(cloud, image, unique("vm"), as_=DEMO, wait=False)
+    try:
+        ids = {r["ID"] for r in cloud.openstack("server", "list", cloud=DEMO)}
+        assert demos["id"] in ids and admins["id"] not in ids
+        refused = cloud.fails("server", "show", admins["id"], cloud=DEMO)
+        assert "No Server found" in refused
+        assert cloud.fails("server", "delete", admins["id"], cloud=DEMO)
+        every = {r["ID"] for r in cloud.openstack("server", "list", "--all-projects")}
+        assert {admins["id"], demos["id"]} <= every
+        shown = cloud.openstack("server", "show", demos["id"], cloud=DEMO)
+        assert "OS-EXT-SRV-ATTR:host" not in shown or not shown["OS-EXT-SRV-ATTR:host"]
+    finally:
+        cloud.openstack("server", "delete", admins["id"])
+        cloud.openstack("server", "delete", demos["id"], cloud=DEMO)
