@@ -229,7 +229,7 @@ class Consumer:
             self.duplicates += 1
             await item.delivery.ack()
             return
-        buffer = _PublishAfterSuccess(self._source, self._clock, item.envelope)
+        buffer = PublishAfterSuccess(self._source, self._clock, item.envelope)
         try:
             await self._call(item, buffer, None)
             await self._bus.publish(buffer.messages)
@@ -245,7 +245,7 @@ class Consumer:
     async def _call(
         self,
         item: _Item,
-        writer: UnitOfWork | _PublishAfterSuccess,
+        writer: UnitOfWork | PublishAfterSuccess,
         conn: DbConnection | None,
     ) -> None:
         bound = {
@@ -281,10 +281,13 @@ class Consumer:
             log.warning("message.not_settled", error=repr(exc), **bound)
 
 
-class _PublishAfterSuccess:
-    """An agent's writer: emitted messages are published once the handler returned."""
+class PublishAfterSuccess:
+    """An agent's writer: emitted messages are published once the handler returned.
 
-    def __init__(self, source: str, clock: Clock, cause: Envelope) -> None:
+    Without a ``cause`` (an agent's tick) each message starts a new conversation.
+    """
+
+    def __init__(self, source: str, clock: Clock, cause: Envelope | None) -> None:
         self._source, self._clock, self._cause = source, clock, cause
         self.messages: list[RawMessage] = []
 
@@ -293,7 +296,11 @@ class _PublishAfterSuccess:
     ) -> Envelope:
         if expected_version is not None:
             raise ValueError("agents do not append to streams")
-        envelope = self._cause.reply(message, self._source, at=self._clock.now())
+        at = self._clock.now()
+        if self._cause is None:
+            envelope = Envelope.first(message, self._source, at=at)
+        else:
+            envelope = self._cause.reply(message, self._source, at=at)
         exchange, routing_key = route(message, to)
         self.messages.append(
             RawMessage(exchange, routing_key, encode(message), envelope_headers(envelope))

@@ -21,7 +21,7 @@ from cloud.runtime.actor import Actor, Context
 from cloud.runtime.backoff import Backoff
 from cloud.runtime.bus import EVENTS, Bus, RawMessage, envelope_headers
 from cloud.runtime.clock import Clock, SystemClock
-from cloud.runtime.consumer import Consumer, ConsumerOptions
+from cloud.runtime.consumer import Consumer, ConsumerOptions, PublishAfterSuccess
 from cloud.store.db import Store
 from cloud.store.relay import OutboxRelay
 from cloud.store.timers import TimerService
@@ -201,9 +201,12 @@ class Supervisor:
             bound = structlog.get_logger("aiostack.tick").bind(actor=actor.name)
             while True:
                 await asyncio.sleep(actor.tick_interval)
-                if self._store is None:
-                    continue
                 source = f"{actor.name}@{self._options.host}"
+                if self._store is None:  # an agent: what the tick emits is published directly
+                    buffer = PublishAfterSuccess(source, self._clock, None)
+                    await actor.tick(Context(None, buffer, self._clock, bound, None))
+                    await self._bus.publish(buffer.messages)
+                    continue
                 async with self._store.unit(source=source) as uow:
                     await actor.tick(Context(None, uow, uow.clock, bound, uow.conn))
 

@@ -63,3 +63,38 @@ async def test_stop_finishes_in_flight_work_and_flushes_the_outbox(bus: Bus, sto
     await asyncio.wait_for(task, 20)
     assert await store.pool.fetchval("SELECT count(*) FROM outbox") == 0
     assert relay.published >= 50
+
+
+class TickingAgent(Actor):
+    """An agent (no database) whose tick reports something, like a compute agent's resources."""
+
+    name: ClassVar[str] = "ticking-agent"
+    tick_interval: ClassVar[float] = 0.05
+
+    async def tick(self, ctx: Context) -> None:
+        await ctx.emit(Pinged(stream="tick", n=1))
+
+
+class PingCollector(Actor):
+    name: ClassVar[str] = "ping-collector"
+
+    def __init__(self) -> None:
+        self.seen: list[Pinged] = []
+
+    @handles(Pinged)
+    async def collect(self, msg: Pinged, ctx: Context) -> None:
+        self.seen.append(msg)
+
+
+async def test_an_agents_tick_publishes_without_a_database(bus: Bus) -> None:
+    collector = PingCollector()
+    options = RuntimeOptions(host="agent-host", heartbeat_interval_s=60)
+    agent = Supervisor(bus, None, [TickingAgent(), collector], options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await eventually(lambda: len(collector.seen) >= 2, timeout=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert all(p.stream == "tick" for p in collector.seen)
