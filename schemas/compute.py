@@ -212,3 +212,21 @@ class InstancePowerChanged(InstanceEvent):
     host: str
     power_state: int
     error: str | None = None
+
+
+class InstanceMetadataChanged(InstanceEvent):
+    """A user set, replaced or deleted server metadata (``metadata``: all of it now). v1: initial."""
+
+    kind: Literal["compute.instance.metadata_changed"] = "compute.instance.metadata_changed"
+    v: Literal[1] = 1
+    project_id: str
+    metadata: dict[str, str]
+
+
+class InstanceUpdated(InstanceEvent):
+    """A user renamed a server (``PUT /servers/{id}``). v1: initial."""
+
+    kind: Literal["compute.instance.updated"] = "compute.instance.updated"
+    v: Literal[1] = 1
+    project_id: str
+    name: str

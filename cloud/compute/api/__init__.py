@@ -18,10 +18,15 @@ discovery = Router("compute", "/compute", nova_fault)
 def routers() -> list[Router]:
     """Both compute routers, with every module's operations registered."""
     from cloud.compute.api import (  # noqa: F401  (importing registers the operations)
+        availability_zones,
         flavor_access,
         flavor_extra_specs,
         flavors,
+        hypervisors,
         keypairs,
+        os_services,
+        server_metadata,
+        server_update,
         servers,
         versions,
     )

@@ -222,7 +222,7 @@ async def show_server(req: ApiRequest[Any]) -> dict[str, Any]:
         row = await store.get(conn, server_id, _scope(req))
     if row is None:
         raise _not_found(server_id)
-    return {"server": views.detail(req, row, admin=_is_admin(req))}
+    return {"server": views.detail(req, row, admin=_is_admin(req), show_server_groups=True)}
 
 
 @router.delete("/servers/{id}", status=204, errors=(404,))

@@ -1,0 +1,73 @@
+"""``/os-availability-zone``: the zones of the compute hosts, as Nova lists them.
+
+A zone is available while one of its compute services is enabled (the zones of only disabled
+hosts are listed as not available). Every authenticated caller may list the zones; the detail
+(admin) adds each zone's hosts and services, and the ``internal`` zone of the scheduler and
+conductor services. ``GET /os-aggregates`` answers the empty list (no aggregates exist).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloud.api.router import ApiRequest
+from cloud.compute.api import router
+from cloud.compute.api.flavors import enforce
+from cloud.compute.api.os_services import (
+    ADMIN_RULE,
+    COMPUTE_BINARY,
+    INTERNAL_ZONE,
+    Service,
+    all_services,
+    timestamp,
+)
+
+
+def _zones(services: list[Service]) -> dict[str, list[Service]]:
+    """Zone name -> its services, compute zones in name order, then ``internal``."""
+    zones: dict[str, list[Service]] = {}
+    for svc in sorted(services, key=lambda s: (s["zone"] == INTERNAL_ZONE, s["zone"])):
+        zones.setdefault(svc["zone"], []).append(svc)
+    return zones
+
+
+def _available(services: list[Service]) -> bool:
+    return any(s["enabled"] for s in services)
+
+
+@router.get("/os-availability-zone")
+async def list_zones(req: ApiRequest[Any]) -> dict[str, Any]:
+    """The compute availability zones and whether they are available."""
+    compute = [s for s in await all_services(req) if s["binary"] == COMPUTE_BINARY]
+    return {
+        "availabilityZoneInfo": [
+            {"zoneName": zone, "zoneState": {"available": _available(members)}, "hosts": None}
+            for zone, members in _zones(compute).items()
+        ]
+    }
+
+
+@router.get("/os-availability-zone/detail", errors=(403,))
+async def list_zones_detail(req: ApiRequest[Any]) -> dict[str, Any]:
+    """Every zone with its hosts and their services (admin)."""
+    enforce(req, ADMIN_RULE)
+    info = []
+    for zone, members in _zones(await all_services(req)).items():
+        hosts: dict[str, dict[str, Any]] = {}
+        for svc in members:
+            hosts.setdefault(svc["host"], {})[svc["binary"]] = {
+                "available": svc["up"],
+                "active": svc["enabled"],
+                "updated_at": timestamp(svc["updated_at"]),
+            }
+        info.append(
+            {"zoneName": zone, "zoneState": {"available": _available(members)}, "hosts": hosts}
+        )
+    return {"availabilityZoneInfo": info}
+
+
+@router.get("/os-aggregates", errors=(403,))
+async def list_aggregates(req: ApiRequest[Any]) -> dict[str, Any]:
+    """Host aggregates (admin): there are none yet (``hypervisor show`` lists them)."""
+    enforce(req, ADMIN_RULE)
+    return {"aggregates": []}
