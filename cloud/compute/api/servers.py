@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import timedelta
 from typing import Any, Literal
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from agents.compute.agent import address_of
 from cloud.api.errors import ApiError
 from cloud.api.listing import next_url, parse_limit
 from cloud.api.router import ApiRequest, QueryParam
 from cloud.compute.api import COMPUTE, router
 from cloud.compute.api import server_store as store
 from cloud.compute.api import server_views as views
-from cloud.conductor import states
-from cloud.conductor.actor import timer_key
-from schemas.compute import CheckBuildDeadline, StartInstance, StopInstance
+from cloud.compute.api.server_access import is_admin, not_found, project_of, scope_of
 
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 1000
 LIST_QUERY = (
@@ -92,31 +88,11 @@ def _boot_image(spec: ServerCreate) -> str:
     return image
 
 
-def _is_admin(req: ApiRequest[Any]) -> bool:
-    return req.auth.has_role("admin")
-
-
-def _project(req: ApiRequest[Any]) -> str:
-    project = req.auth.project_id
-    if project is None:
-        raise ApiError(403, "Compute requests need a project-scoped token.")
-    return project
-
-
-def _scope(req: ApiRequest[Any]) -> str | None:
-    """Whose servers a show or delete may reach: admins any project's, members their own."""
-    return None if _is_admin(req) else _project(req)
-
-
-def _not_found(server_id: str) -> ApiError:
-    return ApiError(404, f"Instance {server_id} could not be found.")
-
-
 @router.post("/servers", body=ServerCreateRequest, status=202, errors=(400, 403, 409))
 async def create_server(req: ApiRequest[ServerCreateRequest]) -> web.Response:
     """Accept a boot request; the build continues asynchronously."""
     spec = req.body.server
-    project = _project(req)
+    project = project_of(req)
     if spec.min_count != 1 or spec.max_count != 1:
         raise ApiError(400, "Only one server per request is supported (min_count=max_count=1).")
     image_ref = _boot_image(spec)
@@ -166,8 +142,8 @@ async def create_server(req: ApiRequest[ServerCreateRequest]) -> web.Response:
 async def _list(req: ApiRequest[Any]) -> tuple[list[Any], int]:
     query = req.query
     limit = parse_limit(query, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
-    project: str | None = _project(req)
-    if _is_admin(req) and query.get("all_tenants", "").lower() not in ("", "0", "false"):
+    project: str | None = project_of(req)
+    if is_admin(req) and query.get("all_tenants", "").lower() not in ("", "0", "false"):
         project = query.get("project_id") or None
     marker = query.get("marker")
     svc = req.app[COMPUTE]
@@ -209,7 +185,7 @@ async def list_servers(req: ApiRequest[Any]) -> dict[str, Any]:
 async def list_servers_detail(req: ApiRequest[Any]) -> dict[str, Any]:
     """Servers of the caller's project, in full."""
     rows, limit = await _list(req)
-    admin = _is_admin(req)
+    admin = is_admin(req)
     items = [views.detail(req, r, admin=admin) for r in rows]
     return _page_body(req, "servers", items, rows, limit)
 
@@ -219,10 +195,10 @@ async def show_server(req: ApiRequest[Any]) -> dict[str, Any]:
     """One server, in full (a member sees only their project's)."""
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.pool.acquire() as conn:
-        row = await store.get(conn, server_id, _scope(req))
+        row = await store.get(conn, server_id, scope_of(req))
     if row is None:
-        raise _not_found(server_id)
-    return {"server": views.detail(req, row, admin=_is_admin(req), show_server_groups=True)}
+        raise not_found(server_id)
+    return {"server": views.detail(req, row, admin=is_admin(req), show_server_groups=True)}
 
 
 @router.delete("/servers/{id}", status=204, errors=(404,))
@@ -230,58 +206,5 @@ async def delete_server(req: ApiRequest[Any]) -> None:
     """Delete a server in any state; it disappears once its host destroyed it (or timed out)."""
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        if not await store.request_delete(uow, server_id, _scope(req)):
-            raise _not_found(server_id)
-
-
-class ServerAction(RootModel[dict[str, Any]]):
-    """``{"os-stop": null}``, ``{"os-start": null}``: one action per request."""
-
-
-# action: (required vm_state, task_state while it runs, command)
-_POWER_ACTIONS: dict[str, tuple[str, str, type[StopInstance] | type[StartInstance]]] = {
-    "os-stop": (states.ACTIVE, states.POWERING_OFF, StopInstance),
-    "os-start": (states.STOPPED, states.POWERING_ON, StartInstance),
-}
-POWER_DEADLINE_S = 120.0
-
-
-@router.post("/servers/{id}/action", body=ServerAction, status=202, errors=(400, 404, 409))
-async def server_action(req: ApiRequest[ServerAction]) -> None:
-    """Power actions (``os-stop``, ``os-start``); the host carries them out asynchronously."""
-    server_id = req.params["id"]
-    if len(req.body.root) != 1:
-        raise ApiError(400, "Exactly one action is required.")
-    action = next(iter(req.body.root))
-    if action not in _POWER_ACTIONS:
-        raise ApiError(400, f"There is no such action: {action}")
-    required, task, command = _POWER_ACTIONS[action]
-    async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT vm_state, task_state, host FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            _scope(req),
-        )
-        if row is None:
-            raise _not_found(server_id)
-        if row["vm_state"] != required or row["task_state"] is not None or not row["host"]:
-            raise ApiError(
-                409,
-                f"Cannot '{action.removeprefix('os-')}' instance {server_id} while it is in "
-                f"vm_state {row['vm_state']}",
-            )
-        await uow.conn.execute(
-            "UPDATE cmp_instances SET task_state = $2, updated_at = $3 WHERE id = $1",
-            server_id,
-            task,
-            uow.clock.now(),
-        )
-        await uow.emit(command(instance_id=server_id), to=address_of(row["host"]))
-        deadline = CheckBuildDeadline(instance_id=server_id, step=task, deadline_s=POWER_DEADLINE_S)
-        await uow.schedule(
-            deadline,
-            at=uow.clock.now() + timedelta(seconds=POWER_DEADLINE_S),
-            key=timer_key(server_id),
-        )
+        if not await store.request_delete(uow, server_id, scope_of(req)):
+            raise not_found(server_id)
