@@ -1,0 +1,1 @@
+-- Placeholder for helper B (instance operations: resize claims, action records); replaced before it is committed.

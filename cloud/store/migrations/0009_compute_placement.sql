@@ -1,0 +1,1 @@
+-- Placeholder for helper C (aggregates, server groups, quotas); replaced before it is committed.
