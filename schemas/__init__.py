@@ -1,6 +1,16 @@
 """The wire contract: pydantic message models only. No I/O; imports nothing from cloud/ or agents/."""
 
-from schemas import compute, compute_catalog, identity, image, system
+from schemas import (
+    compute,
+    compute_catalog,
+    compute_hosts,
+    compute_ops,
+    compute_placement,
+    compute_servers,
+    identity,
+    image,
+    system,
+)
 from schemas.base import REGISTRY, Command, Envelope, Event, Message, Registry, UnknownMessage
 from schemas.codec import DecodeError, decode, encode
 
@@ -15,6 +25,10 @@ __all__ = [
     "UnknownMessage",
     "compute",
     "compute_catalog",
+    "compute_hosts",
+    "compute_ops",
+    "compute_placement",
+    "compute_servers",
     "decode",
     "encode",
     "identity",

@@ -1,0 +1,3 @@
+"""Compute hosts: resource reports, reconciliation findings."""
+
+from __future__ import annotations
