@@ -8,14 +8,13 @@ consumer only deduplicates within its process.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from agents.compute.driver import ComputeDriver, DriverError, InstanceSpec, PowerState
-from cloud.runtime.actor import Actor, Context, handles
-from cloud.runtime.bus import COMMANDS, Binding
+from agents.compute.base import address_of as address_of
+from agents.compute.driver import DriverError, InstanceSpec, PowerState
+from agents.compute.images import ImageHandlers
+from agents.compute.operations import OperationHandlers
+from cloud.runtime.actor import Context, handles
 from schemas.compute import (
     DestroyInstance,
-    HostResourcesReported,
     InstanceDestroyed,
     InstancePowerChanged,
     InstanceSpawned,
@@ -26,29 +25,8 @@ from schemas.compute import (
 )
 
 
-def address_of(host: str) -> str:
-    """The routing key (and queue) of a host's compute agent."""
-    return f"compute.{host}"
-
-
-class ComputeAgent(Actor):
-    """Queue: ``compute.<host>``."""
-
-    name: ClassVar[str] = "compute"
-    tick_interval: ClassVar[float] = 5.0
-
-    def __init__(self, host: str, driver: ComputeDriver, availability_zone: str = "nova") -> None:
-        self.host, self.driver, self.availability_zone = host, driver, availability_zone
-
-    @property
-    def queue(self) -> str:
-        return address_of(self.host)
-
-    def bindings(self) -> list[Binding]:
-        return [Binding(COMMANDS, address_of(self.host))]
-
-    def readiness(self) -> dict[str, bool]:
-        return {"consuming": True, "hypervisor": True}
+class ComputeAgent(OperationHandlers, ImageHandlers):
+    """Queue: ``compute.<host>``. Spawn, destroy and power handlers; the mixins add the others."""
 
     @handles(SpawnInstance)
     async def spawn(self, msg: SpawnInstance, ctx: Context) -> None:
@@ -101,22 +79,5 @@ class ComputeAgent(Actor):
         await ctx.emit(
             InstancePowerChanged(
                 instance_id=instance_id, host=self.host, power_state=int(state), error=error
-            )
-        )
-
-    async def tick(self, ctx: Context) -> None:
-        await self.report(ctx)
-
-    async def report(self, ctx: Context) -> None:
-        resources = await self.driver.host_resources()
-        await ctx.emit(
-            HostResourcesReported(
-                host=self.host,
-                hypervisor_type=resources.hypervisor_type,
-                vcpus=resources.vcpus,
-                ram_mb=resources.ram_mb,
-                disk_gb=resources.disk_gb,
-                instances=await self.driver.list_instances(),
-                availability_zone=self.availability_zone,
             )
         )

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from agents.compute.agent import address_of
+from agents.compute.base import address_of
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE
 from cloud.compute.api.server_access import not_found, scope_of
 from cloud.compute.api.server_actions import ServerAction, action
 from cloud.conductor import states
-from cloud.conductor.actor import timer_key
+from cloud.conductor.base import timer_key
 from schemas.compute import CheckBuildDeadline, StartInstance, StopInstance
 
 POWER_DEADLINE_S = 120.0

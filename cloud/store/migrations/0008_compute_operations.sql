@@ -1,1 +1,2 @@
 -- Placeholder for helper B (instance operations: resize claims, action records); replaced before it is committed.
+SELECT 1;

@@ -1,1 +1,2 @@
 -- Placeholder for helper C (aggregates, server groups, quotas); replaced before it is committed.
+SELECT 1;
