@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     image_tag_quota: int = Field(
         default=128, ge=-1, description="Tags one image may have; -1: unlimited."
     )
+    # Compute: servers API.
+    # Compute: instance operations and their deadlines.
+    # Compute: scheduler, quotas.
+    # Compute: agents and host synchronisation.
+    # Compute: snapshots, shelving, console output.
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = Field(default="info")
 
