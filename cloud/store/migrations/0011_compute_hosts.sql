@@ -1,0 +1,2 @@
+-- Placeholder for helper D (hosts, reconciliation), used only if needed.
+SELECT 1;
