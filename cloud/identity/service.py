@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +67,9 @@ class Identity:
         self.options, self.clock = options, clock
         self.revocations = RevocationList()
         self._validated: OrderedDict[str, AuthContext] = OrderedDict()
+        # Token bodies as GET /auth/tokens answers them, by (token, with catalog); same life as
+        # _validated: rendering the catalog on every validation costs more than the check itself.
+        self._rendered: OrderedDict[tuple[str, bool], bytes] = OrderedDict()
         self._catalog: list[dict[str, Any]] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
@@ -112,6 +115,7 @@ class Identity:
 
     def _drop_caches(self) -> None:
         self._validated.clear()
+        self._rendered.clear()
         self._catalog = None
 
     async def refresh(self) -> None:
@@ -142,6 +146,23 @@ class Identity:
             async with self.store.pool.acquire() as conn:
                 self._catalog = await repo.catalog(conn)
         return self._catalog
+
+    async def rendered(
+        self,
+        ctx: AuthContext,
+        *,
+        with_catalog: bool,
+        render: Callable[[AuthContext, list[dict[str, Any]] | None], bytes],
+    ) -> bytes:
+        """The token's body as ``render`` makes it, cached until the next identity change."""
+        key = (ctx.token, with_catalog)
+        body = self._rendered.get(key)
+        if body is None:
+            body = render(ctx, await self.catalog() if with_catalog else None)
+            if len(self._rendered) >= self.options.token_cache_size:
+                self._rendered.popitem(last=False)
+            self._rendered[key] = body
+        return body
 
     async def validate(self, token: str) -> AuthContext:
         """The gateway's check of ``X-Auth-Token``: 401 in every failure case."""

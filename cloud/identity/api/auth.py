@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -98,10 +99,16 @@ async def validate_token(req: ApiRequest[Any]) -> web.Response:
     """Validate the token in ``X-Subject-Token`` and show it."""
     subject = await _subject(req)
     enforce(req, "identity:validate_token", {"token": {"user_id": subject.user.id}})
-    catalog = await identity(req).catalog() if _wants_catalog(req) else None
-    return web.json_response(
-        token_body(subject, catalog), headers={"X-Subject-Token": subject.token}
+    body = await identity(req).rendered(
+        subject, with_catalog=_wants_catalog(req), render=_render_token
     )
+    return web.Response(
+        body=body, content_type="application/json", headers={"X-Subject-Token": subject.token}
+    )
+
+
+def _render_token(ctx: AuthContext, catalog: list[dict[str, Any]] | None) -> bytes:
+    return json.dumps(token_body(ctx, catalog), separators=(",", ":")).encode()
 
 
 @router.head("/auth/tokens", errors=(404,))
