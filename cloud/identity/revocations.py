@@ -76,6 +76,12 @@ class RevocationList:
         return cls(Revocation(**dict(r)) for r in rows)
 
 
+async def prune(conn: DbConnection, now: datetime) -> int:
+    """Forget revocations whose victims have all expired; how many rows went."""
+    status = await conn.execute("DELETE FROM id_revocations WHERE expires_at <= $1", now)
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def record(
     conn: DbConnection,
     *,

@@ -21,7 +21,7 @@ import structlog
 from cloud.api.context import AuthContext, Named
 from cloud.api.errors import ApiError
 from cloud.api.policy import Policy
-from cloud.identity import repo
+from cloud.identity import repo, revocations
 from cloud.identity.keys import KeyRepository
 from cloud.identity.passwords import PasswordHasher
 from cloud.identity.revocations import IDENTITY_CHANNEL, RevocationList
@@ -42,6 +42,7 @@ class IdentityOptions:
     lockout_attempts: int = 0  # 0: never lock out
     lockout_duration: timedelta = timedelta(minutes=30)
     token_cache_size: int = 10_000
+    revocation_prune_interval: timedelta = timedelta(minutes=10)
 
 
 class TokenRejected(Exception):
@@ -72,6 +73,7 @@ class Identity:
         self._rendered: OrderedDict[tuple[str, bool], bytes] = OrderedDict()
         self._catalog: list[dict[str, Any]] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -81,12 +83,26 @@ class Identity:
         await self.refresh()
         if dsn is not None:
             self._listener = asyncio.create_task(self._listen(dsn), name="identity-listener")
+            self._pruner = asyncio.create_task(self._prune_revocations(), name="identity-pruner")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _prune_revocations(self) -> None:
+        """Every gateway prunes now and then; the deletes are idempotent, so they may overlap."""
+        while True:
+            try:
+                async with self.store.pool.acquire() as conn:
+                    pruned = await revocations.prune(conn, self.clock.now())
+                if pruned:
+                    log.info("identity.revocations_pruned", rows=pruned)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("identity.prune_failed", error=str(exc))
+            await asyncio.sleep(self.options.revocation_prune_interval.total_seconds())
 
     async def _listen(self, dsn: str) -> None:
         backoff = Backoff(first_s=0.2, max_s=10.0)

@@ -127,6 +127,20 @@ async def test_revocation_kills_earlier_tokens_only(identity: Identity, clock: M
     assert (await identity.check(after)).user.id == before.user.id
 
 
+async def test_revocations_are_pruned_once_every_victim_expired(
+    identity: Identity, clock: ManualClock
+) -> None:
+    async with identity.write() as uow:
+        await revocations.record(
+            uow.conn, now=clock.now(), keep_until=identity.keep_revocation_until(), user_id="u1"
+        )
+    async with identity.store.pool.acquire() as conn:
+        assert await revocations.prune(conn, clock.now()) == 0  # its victims may still be alive
+        clock.advance(3600 + 61)
+        assert await revocations.prune(conn, clock.now()) == 1
+        assert await conn.fetchval("SELECT count(*) FROM id_revocations WHERE user_id = 'u1'") == 0
+
+
 async def test_token_method_rescopes_within_the_original_lifetime(
     identity: Identity, clock: ManualClock
 ) -> None:
