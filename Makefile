@@ -11,6 +11,9 @@ SHELL := /bin/bash
 
 VENV := .venv
 PYTEST_ARGS ?=
+# One pytest worker per core (at most 4); a test module stays on one worker, so its fixtures are
+# built once. PYTEST_PARALLEL= runs everything in one process.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 RUN_ARGS ?=
 BENCH_ARGS ?=
 
@@ -32,12 +35,14 @@ services:
 run: venv
 	$(VENV)/bin/aiostack up $(RUN_ARGS)
 
-# Services first, then the venv (never in parallel: both may call apt-get).
+# Services first, then the venv (never in parallel: both may call apt-get). libvirtd and QEMU are
+# for the libvirt driver's tests, which boot a real guest.
 test:
 	@bash scripts/ensure-services.sh
+	@bash scripts/ensure-libvirt.sh
 	@bash scripts/venv.sh
 	@echo "test: AIOSTACK_TEST_DATABASE_URL=$$AIOSTACK_TEST_DATABASE_URL AIOSTACK_TEST_AMQP_URL=$$AIOSTACK_TEST_AMQP_URL"
-	@rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS) || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then echo "test: ERROR: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 

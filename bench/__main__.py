@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 import asyncpg
 
-from bench import api, baselines, image, pipeline, report
+from bench import api, baselines, compute, image, pipeline, report
 from bench.config import Settings, parse
 from bench.database import fresh_database
 from bench.stats import Result
@@ -124,6 +124,10 @@ async def run(settings: Settings) -> list[Result]:
     if "image" in groups:  # its own database and aiostack process (bench/image.py)
         step = lambda: image.run(settings.database_url, settings.image_mib)  # noqa: E731
         results += await _guarded("image data path", "image", step)
+    if "compute" in groups:  # its own database and aiostack processes (bench/compute.py)
+        scale = compute.Scale.quick() if settings.quick else compute.Scale()
+        step = lambda: compute.measure(settings.database_url, settings.amqp_url, scale)  # noqa: E731
+        results += await _guarded("compute at scale", "compute", step)
     return results
 
 
@@ -148,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     if "api" in settings.groups:
         print(api.targets(results))
+        print()
+    if "compute" in settings.groups:
+        print(compute.targets(results))
         print()
     print(report.notes(results))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -23,6 +23,7 @@ GROUPS = (
     "amqp-paced",
     "api",  # the identity API beside a bare aiohttp handler (bench/api.py)
     "image",  # image data through the gateway beside a raw file copy (bench/image.py)
+    "compute",  # 1,000 fake hosts: boots, deletes, detail list, scheduling (bench/compute.py)
 )
 ALIASES = {
     "baselines": ("baseline-amqp", "baseline-pg"),
@@ -64,6 +65,8 @@ class Settings:
     api_concurrency: tuple[int, ...] = (1, 8, 32)
     # The "image" group (bench/image.py): MiB uploaded and downloaded.
     image_mib: int = 1024
+    # The "compute" group (bench/compute.py): --quick runs it at a smoke-test scale.
+    quick: bool = False
 
     @property
     def paced_events(self) -> int:
@@ -231,4 +234,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         api_warmup=0.5 if args.quick else 1.0,
         api_concurrency=args.api_concurrency,
         image_mib=args.image_mib or (256 if args.quick else 1024),
+        quick=args.quick,
     )

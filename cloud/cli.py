@@ -13,6 +13,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from agents.compute.choice import DriverUnavailable
 from cloud import logs
 from cloud.config import Settings, load_settings
 from cloud.gateway import key_repository, make_identity, run_bootstrap
@@ -41,6 +42,23 @@ state_dir_option = click.option(
 )
 listen_option = click.option("--listen", metavar="HOST:PORT", help="API gateway address.")
 host_option = click.option("--host", help="This node's name (default: the hostname).")
+compute_driver_option = click.option(
+    "--compute-driver",
+    type=click.Choice(["fake", "libvirt", "auto"]),
+    help="Hypervisor driver of the compute agent (default auto: libvirt if it answers, else fake).",
+)
+fake_hosts_option = click.option(
+    "--fake-hosts",
+    type=click.IntRange(1, 10000),
+    help="Fake hypervisors this compute process runs, named HOST-0001... (default 1: HOST).",
+)
+
+
+def _run_node(settings: Settings, plan: NodePlan) -> None:
+    try:
+        _run(run_node(settings, plan))
+    except DriverUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -60,11 +78,27 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @state_dir_option
 @listen_option
 @host_option
+@compute_driver_option
+@fake_hosts_option
 @click.pass_context
-def up(ctx: click.Context, state_dir: Path | None, listen: str | None, host: str | None) -> None:
+def up(
+    ctx: click.Context,
+    state_dir: Path | None,
+    listen: str | None,
+    host: str | None,
+    compute_driver: str | None,
+    fake_hosts: int | None,
+) -> None:
     """Run every actor in one process (embedded PostgreSQL and in-process bus by default)."""
-    settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
-    _run(run_node(settings, NodePlan(runnable(), bootstrap_if_empty=True)))
+    settings = _settings(
+        ctx,
+        state_dir=state_dir,
+        listen=listen,
+        host=host,
+        compute_driver=compute_driver,
+        fake_hosts=fake_hosts,
+    )
+    _run_node(settings, NodePlan(runnable(), bootstrap_if_empty=True))
 
 
 @main.command()
@@ -72,13 +106,28 @@ def up(ctx: click.Context, state_dir: Path | None, listen: str | None, host: str
 @state_dir_option
 @listen_option
 @host_option
+@compute_driver_option
+@fake_hosts_option
 @click.pass_context
 def run(
-    ctx: click.Context, actor: str, state_dir: Path | None, listen: str | None, host: str | None
+    ctx: click.Context,
+    actor: str,
+    state_dir: Path | None,
+    listen: str | None,
+    host: str | None,
+    compute_driver: str | None,
+    fake_hosts: int | None,
 ) -> None:
-    """Run one actor."""
-    settings = _settings(ctx, state_dir=state_dir, listen=listen, host=host)
-    _run(run_node(settings, NodePlan([actor])))
+    """Run one actor (``compute`` takes ``--compute-driver`` and ``--fake-hosts``)."""
+    settings = _settings(
+        ctx,
+        state_dir=state_dir,
+        listen=listen,
+        host=host,
+        compute_driver=compute_driver,
+        fake_hosts=fake_hosts,
+    )
+    _run_node(settings, NodePlan([actor]))
 
 
 @main.command("bootstrap")

@@ -91,10 +91,115 @@ class Settings(BaseSettings):
         default=128, ge=-1, description="Tags one image may have; -1: unlimited."
     )
     # Compute: servers API.
+    compute_max_limit: int = Field(
+        default=1000,
+        ge=1,
+        description="Most servers one list page answers, whatever limit asks (Nova's max_limit).",
+    )
     # Compute: instance operations and their deadlines.
+    compute_operation_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Deadline of reboot, pause/unpause, suspend/resume, resize confirm/revert.",
+    )
+    compute_resize_deadline_s: float = Field(
+        default=600.0, gt=0, description="Deadline of a resize's step on its destination host."
+    )
+    compute_rebuild_deadline_s: float = Field(
+        default=600.0, gt=0, description="Deadline of a rebuild on the instance's host."
+    )
+    allow_resize_to_same_host: bool = Field(
+        default=True, description="A resize may stay on the instance's host (Nova's option)."
+    )
     # Compute: scheduler, quotas.
+    scheduler_filters: list[str] | None = Field(
+        default=None, description="Enabled scheduler filters (Nova's names); unset: all."
+    )
+    scheduler_weighers: list[str] | None = Field(
+        default=None, description="Enabled scheduler weighers (Nova's names); unset: all."
+    )
+    scheduler_weight_multipliers: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weigher name -> multiplier (negative RAM/disk/CPU multipliers stack).",
+    )
+    scheduler_max_attempts: int = Field(
+        default=3, ge=1, description="Hosts a build may be tried on before it fails."
+    )
+    scheduler_max_instances_per_host: int = Field(
+        default=50, ge=1, description="NumInstancesFilter: instances one host may run."
+    )
     # Compute: agents and host synchronisation.
+    compute_driver: str = Field(
+        default="auto",
+        pattern="^(fake|libvirt|auto)$",
+        description="Hypervisor driver of the compute agent; auto: libvirt if it answers, else fake.",
+    )
+    libvirt_uri: str = Field(default="qemu:///system", description="Where auto looks for libvirt.")
+    fake_hosts: int = Field(
+        default=1, ge=1, le=10000, description="Fake hypervisors one compute process hosts."
+    )
+    fake_vcpus: int = Field(default=16, ge=1)
+    fake_ram_mb: int = Field(default=32768, ge=1)
+    fake_disk_gb: int = Field(default=500, ge=1)
+    fake_spawn_latency_s: float = Field(default=0.0, ge=0)
+    fake_spawn_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fake_fail_images: list[str] = Field(
+        default=[], description="Image ids whose spawns the fake driver fails."
+    )
+    compute_report_interval_s: float = Field(
+        default=5.0, gt=0, description="How often each compute host reports its state."
+    )
+    publish_only_kinds: list[str] = Field(
+        default=[
+            "compute.host.state_reported",
+            "compute.hosts.state_reported",
+            "compute.host.resources_reported",
+        ],
+        description="Message kinds published without being kept in the event log (reports).",
+    )
+    reconcile_destroy_orphans: bool = Field(
+        default=False,
+        description="Destroy instances a host runs that the database does not place there.",
+    )
+    conductor_schedule_deadline_s: float = Field(default=60.0, gt=0)
+    conductor_spawn_deadline_s: float = Field(default=300.0, gt=0)
+    conductor_delete_deadline_s: float = Field(default=120.0, gt=0)
+    conductor_power_deadline_s: float = Field(default=120.0, gt=0)
+    conductor_step_deadlines: dict[str, float] = Field(
+        default={}, description="Deadline (s) per task state, overriding or adding steps."
+    )
     # Compute: snapshots, shelving, console output.
+    snapshot_deadline_s: float = Field(
+        default=600.0, gt=0, description="Deadline of a snapshot's (or shelve's) capture step."
+    )
+    shelved_offload_time: int = Field(
+        default=0,
+        ge=-1,
+        description="Seconds before a shelved server leaves its host (Nova's): 0 at once, -1 never.",
+    )
+    console_output_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a console output request waits for the host."
+    )
+    # Consoles.
+    console_proxy_listen: str = Field(
+        default="127.0.0.1:6080", description="Console proxy (noVNC websocket) HOST:PORT."
+    )
+    console_proxy_url: str | None = Field(
+        default=None,
+        description="Public base URL of the console proxy in console URLs; default http://LISTEN.",
+    )
+    console_token_ttl_s: int = Field(
+        default=600, ge=1, description="Lifetime of a one-time console token (Nova's token_ttl)."
+    )
+    console_novnc_dir: Path | None = Field(
+        default=None,
+        description="Where scripts/fetch-novnc.sh put noVNC; default state_dir/novnc.",
+    )
+    fake_vnc_address: str | None = Field(
+        default=None,
+        description="HOST:PORT the fake driver gives as every running instance's VNC console "
+        "(a test/demo aid: something there must speak RFB); unset: no VNC console.",
+    )
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = Field(default="info")
 
@@ -125,6 +230,12 @@ class Settings(BaseSettings):
             host = "127.0.0.1"
         return f"http://{host}:{port}"
 
+    def console_base_url(self) -> str:
+        """Where browsers reach the console proxy: ``console_proxy_url``, else its listen address."""
+        if self.console_proxy_url:
+            return self.console_proxy_url.rstrip("/")
+        return f"http://{_reachable(self.console_proxy_listen)}"
+
     def amqp_dsn(self) -> str | None:
         return self.amqp_url.get_secret_value() if self.amqp_url else None
 
@@ -140,6 +251,14 @@ class Settings(BaseSettings):
             else:
                 shown[name] = value
         return shown
+
+
+def _reachable(listen: str) -> str:
+    """``HOST:PORT`` a local client can connect to (a wildcard listen is reached on loopback)."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def mask_url(url: str) -> str:

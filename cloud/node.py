@@ -14,10 +14,14 @@ from typing import Any
 
 import structlog
 
-from agents.compute.agent import ComputeAgent
+from agents.compute.choice import DriverUnavailable, choose_driver
+from agents.compute.driver import ComputeDriver
 from agents.compute.fake import FakeDriver
+from agents.compute.fleet import ComputeFleet, build_fleet
 from cloud.conductor.actor import Conductor
 from cloud.config import Settings, mask_url
+from cloud.console.driver_address import fake_vnc_address
+from cloud.console.proxy import ConsoleProxy
 from cloud.gateway import Gateway, clouds_yaml_path
 from cloud.registry import ServiceRegistry
 from cloud.runtime.actor import Actor
@@ -32,18 +36,64 @@ from cloud.store.embedded import EmbeddedPostgres
 
 log = structlog.get_logger("aiostack.node")
 
+
+def make_conductor(settings: Settings) -> Conductor:
+    conductor = Conductor(
+        schedule_deadline_s=settings.conductor_schedule_deadline_s,
+        spawn_deadline_s=settings.conductor_spawn_deadline_s,
+        delete_deadline_s=settings.conductor_delete_deadline_s,
+        power_deadline_s=settings.conductor_power_deadline_s,
+        step_deadlines=settings.conductor_step_deadlines,
+    )
+    conductor.destroy_orphans = settings.reconcile_destroy_orphans
+    conductor.shelved_offload_time = settings.shelved_offload_time
+    return conductor
+
+
+def make_compute(settings: Settings) -> ComputeFleet:
+    """The compute agent of this node: ``fake_hosts`` hosts behind one consumer, driver as chosen."""
+    choice = choose_driver(settings.compute_driver, settings.libvirt_uri)
+    log.info(
+        "compute.driver_chosen",
+        driver=choice.driver,
+        reason=choice.reason,
+        requested=settings.compute_driver,
+    )
+    if choice.driver != "fake":  # choose_driver only picks libvirt once its driver exists
+        raise DriverUnavailable(f"no {choice.driver} driver in this build")
+
+    def fake(_host: str) -> ComputeDriver:
+        return FakeDriver(
+            vcpus=settings.fake_vcpus,
+            ram_mb=settings.fake_ram_mb,
+            disk_gb=settings.fake_disk_gb,
+            spawn_latency_s=settings.fake_spawn_latency_s,
+            spawn_failure_rate=settings.fake_spawn_failure_rate,
+            fail_images=set(settings.fake_fail_images),
+            vnc_address=fake_vnc_address(settings.fake_vnc_address),
+        )
+
+    fleet = build_fleet(
+        settings.host,
+        settings.fake_hosts,
+        fake,
+        report_interval_s=settings.compute_report_interval_s,
+    )
+    log.info("compute.hosts", count=len(fleet.agents), first=fleet.agents[0].host)
+    return fleet
+
+
 # Every actor this build knows, by the name `aiostack run NAME` takes.
 ACTORS: dict[str, Callable[[Settings], Actor]] = {
     "registry": lambda s: ServiceRegistry(down_after_s=s.service_down_after_s),
-    "scheduler": lambda s: Scheduler(),
-    "conductor": lambda s: Conductor(),
-    # The compute agent of this host, on the in-memory fake hypervisor until libvirt lands.
-    "compute": lambda s: ComputeAgent(s.host, FakeDriver()),
+    "scheduler": Scheduler.from_settings,
+    "conductor": make_conductor,
+    "compute": make_compute,
 }
 
 
 # Components that are not message consumers: they run beside the supervisor.
-SERVICES = ("gateway",)
+SERVICES = ("gateway", "console-proxy")
 
 
 def runnable() -> list[str]:
@@ -90,6 +140,7 @@ def runtime_options(settings: Settings) -> RuntimeOptions:
             max_batch=settings.max_batch,
             max_attempts=settings.max_attempts,
             retry_delays_ms=tuple(settings.retry_delays_ms),
+            publish_only=frozenset(settings.publish_only_kinds),
         ),
         heartbeat_interval_s=settings.heartbeat_interval_s,
         outbox_partitions=settings.outbox_partitions,
@@ -115,6 +166,10 @@ class NodePlan:
     @property
     def gateway(self) -> bool:
         return "gateway" in self.actor_names
+
+    @property
+    def console_proxy(self) -> bool:
+        return "console-proxy" in self.actor_names
 
 
 def announce(settings: Settings) -> Callable[[str, object], None]:
@@ -149,6 +204,9 @@ async def run_node(settings: Settings, plan: NodePlan, stop: asyncio.Event | Non
             if plan.gateway:
                 gateway = Gateway(settings, store, plan.bootstrap_if_empty, announce(settings))
                 tasks.append(gateway.run(stop))
+            if plan.console_proxy:
+                optional = len(plan.actor_names) > 1  # aiostack up: not worth failing the node
+                tasks.append(ConsoleProxy(settings, store, optional=optional).run(stop))
             await _run_all(tasks, stop)
     finally:
         await bus.close()

@@ -3,6 +3,7 @@
 from schemas import (
     compute,
     compute_catalog,
+    compute_consoles,
     compute_hosts,
     compute_images,
     compute_ops,
@@ -26,6 +27,7 @@ __all__ = [
     "UnknownMessage",
     "compute",
     "compute_catalog",
+    "compute_consoles",
     "compute_hosts",
     "compute_images",
     "compute_ops",

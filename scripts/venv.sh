@@ -44,7 +44,24 @@ if [[ ! -d $VENV ]]; then
     fi
 fi
 
+# libvirt-python (the libvirt compute driver) builds from source: it needs libvirt's headers,
+# pkg-config and a C compiler. Install them like python3-venv above when we can.
+need_build_deps() {
+    ! { command -v gcc >/dev/null && command -v pkg-config >/dev/null &&
+        pkg-config --exists libvirt; }
+}
+
 if [[ ! -f $STAMP || pyproject.toml -nt $STAMP ]]; then
+    if need_build_deps; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            log "installing the build dependencies of libvirt-python (libvirt-dev, pkg-config, gcc)"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                libvirt-dev pkg-config gcc python3-dev </dev/null
+        else
+            die "libvirt-python needs libvirt-dev, pkg-config and gcc: install them"
+        fi
+    fi
     log "installing aiostack and its dev dependencies into $VENV (pip install -e '.[dev]')"
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     "$VENV/bin/python" -m pip install -q --upgrade pip

@@ -1,9 +1,11 @@
 """The compute agent: one per host, queue ``compute.<host>``; spawns and destroys via its driver.
 
 It never touches the database: it receives commands, asks the driver, and emits what happened
-(``compute.instance.spawned`` / ``spawn_failed`` / ``destroyed``) plus a resource report after each
-change and on every tick. Handlers are idempotent (the driver's spawn and destroy are), as an agent
-consumer only deduplicates within its process.
+(``compute.instance.spawned`` / ``spawn_failed`` / ``destroyed``); the periodic report (capacity
+and power states) is the tick's. No report follows a spawn or a destroy: the capacity did not change
+(the scheduler counts claims), and with a thousand hosts those reports doubled the conductor's work.
+Handlers are idempotent (the driver's spawn and destroy are), as an agent consumer only deduplicates
+within its process.
 """
 
 from __future__ import annotations
@@ -48,14 +50,12 @@ class ComputeAgent(OperationHandlers, ImageHandlers):
                     instance_id=msg.instance_id, host=self.host, power_state=int(info.power_state)
                 )
             )
-        await self.report(ctx)
 
     @handles(DestroyInstance)
     async def destroy(self, msg: DestroyInstance, ctx: Context) -> None:
         await self.driver.destroy(msg.instance_id)
         ctx.log.info("instance.destroyed", instance_id=msg.instance_id)
         await ctx.emit(InstanceDestroyed(instance_id=msg.instance_id, host=self.host))
-        await self.report(ctx)
 
     @handles(StopInstance)
     async def stop(self, msg: StopInstance, ctx: Context) -> None:

@@ -22,7 +22,6 @@ from schemas.compute import (
     CheckBuildDeadline,
     DestroyInstance,
     FlavorSpec,
-    HostResourcesReported,
     InstanceActivated,
     InstanceDeleted,
     InstanceDeleteRequested,
@@ -35,6 +34,7 @@ from schemas.compute import (
     InstanceSpawnFailed,
     SpawnInstance,
 )
+from schemas.compute_placement import RescheduleInstance
 
 
 class Conductor(OperationsSaga, ImageSaga, HostSync):
@@ -54,9 +54,9 @@ class Conductor(OperationsSaga, ImageSaga, HostSync):
         if row is None or row["task_state"] != states.SCHEDULING:
             return  # deleted (the delete released the claim) or a duplicate
         await self._set(ctx, msg.instance_id, host=msg.host, task_state=states.SPAWNING)
-        await ctx.conn.execute(  # Nova shows the host's zone once the instance has one
+        await ctx.conn.execute(  # Nova shows the host's (effective, aggregate) zone
             """UPDATE cmp_instances SET availability_zone = coalesce(availability_zone,
-                   (SELECT availability_zone FROM cmp_hosts WHERE host = $2)) WHERE id = $1""",
+                   cmp_host_zone($2)) WHERE id = $1""",
             msg.instance_id,
             msg.host,
         )
@@ -108,9 +108,45 @@ class Conductor(OperationsSaga, ImageSaga, HostSync):
         row = await self._lock(ctx, msg.instance_id)
         if row is None or row["task_state"] != states.SPAWNING:
             return
+        if await self._reschedule(ctx, msg):
+            return
         details = json.dumps({"step": "spawning", "host": msg.host, "error": msg.reason})
         message = f"Build of instance {msg.instance_id} failed on {msg.host}: {msg.reason}"
         await self._fail(ctx, msg.instance_id, states.SPAWNING, message, details, msg.host)
+
+    async def _reschedule(self, ctx: Context, msg: InstanceSpawnFailed) -> bool:
+        """Give the failed host's claim back and let the scheduler try another host.
+
+        Only builds the scheduler placed (they have an attempt row); it counts the attempts and
+        fails the build, listing the hosts tried, once they run out.
+        """
+        attempt = await ctx.conn.fetchrow(
+            """UPDATE cmp_schedule_attempts SET error = $3
+               WHERE instance_id = $1 AND host = $2 AND error IS NULL
+               RETURNING requested_zone""",
+            msg.instance_id,
+            msg.host,
+            msg.reason,
+        )
+        if attempt is None:
+            return False
+        await release_claim(ctx.conn, msg.instance_id)
+        # The zone shown is the host's; the next placement must honour only the one asked for.
+        await self._set(
+            ctx,
+            msg.instance_id,
+            host=None,
+            task_state=states.SCHEDULING,
+            availability_zone=attempt["requested_zone"],
+        )
+        ctx.log.warning(
+            "instance.rescheduled", instance_id=msg.instance_id, host=msg.host, error=msg.reason
+        )
+        await ctx.emit(
+            RescheduleInstance(instance_id=msg.instance_id, failed_host=msg.host, reason=msg.reason)
+        )
+        await self._deadline(ctx, msg.instance_id, states.SCHEDULING)
+        return True
 
     @handles(CheckBuildDeadline)
     async def deadline(self, msg: CheckBuildDeadline, ctx: Context) -> None:
@@ -119,6 +155,9 @@ class Conductor(OperationsSaga, ImageSaga, HostSync):
             return  # the step finished in time
         if msg.step == states.DELETING:
             await self._finish_delete(ctx, msg.instance_id, row["host"], forced=True)
+            return
+        if msg.step in states.OPERATION_STEPS:  # an operation on an existing instance
+            await self.operation_timed_out(ctx, msg, row)
             return
         if msg.step in states.REVERTIBLE:
             ctx.log.warning("instance.task_timed_out", instance_id=msg.instance_id, step=msg.step)
@@ -189,25 +228,3 @@ class Conductor(OperationsSaga, ImageSaga, HostSync):
         )
         ctx.log.info("instance.deleted", instance_id=instance_id, host=host, forced=forced)
         await ctx.emit(InstanceDeleted(instance_id=instance_id, host=host, forced=forced))
-
-    # -- hosts -------------------------------------------------------------------------------
-
-    @handles(HostResourcesReported)
-    async def host_reported(self, msg: HostResourcesReported, ctx: Context) -> None:
-        await ctx.conn.execute(
-            """INSERT INTO cmp_hosts (host, vcpus, ram_mb, disk_gb, hypervisor_type,
-                                      availability_zone, last_report_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (host) DO UPDATE SET vcpus = excluded.vcpus,
-                   ram_mb = excluded.ram_mb, disk_gb = excluded.disk_gb,
-                   hypervisor_type = excluded.hypervisor_type,
-                   availability_zone = excluded.availability_zone,
-                   last_report_at = greatest(cmp_hosts.last_report_at, excluded.last_report_at)""",
-            msg.host,
-            msg.vcpus,
-            msg.ram_mb,
-            msg.disk_gb,
-            msg.hypervisor_type,
-            msg.availability_zone,
-            ctx.clock.now(),
-        )

@@ -30,7 +30,7 @@ _LOCK_NAME = ".lock"
 _TEMP_PREFIX = ".tmp-"
 # A rotation in another process renames "0" away between our listing and our read; a re-list sees
 # the new layout. More misses than this in a row mean something other than a rotation is going on.
-_LOAD_ATTEMPTS = 5
+_LOAD_ATTEMPTS = 50
 
 
 class KeyRepositoryError(Exception):
@@ -209,7 +209,10 @@ class KeyRepository:
                 for index in indices:
                     keys.append(self._read_key(index))
             except FileNotFoundError:
-                continue  # renamed or pruned by a concurrent rotation: list again
+                # Renamed or pruned by a concurrent rotation: list again once it had a moment
+                # (a rotation is a few renames; only back-to-back rotations make us wait at all).
+                time.sleep(0.001)
+                continue
             return keys
         raise KeyRepositoryError(f"the keys in {self.directory} keep changing while being read")
 

@@ -121,8 +121,16 @@ class Actor:
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 message_type = getattr(value, _HANDLES_ATTR, None)
-                if message_type is not None:
-                    found[message_type] = attr
+                if message_type is None:
+                    continue
+                # An actor assembled from mixins (ADR 0003) must not handle one kind twice: the
+                # dict would silently keep only one of the handlers.
+                if found.get(message_type, attr) != attr:
+                    raise TypeError(
+                        f"{cls.__name__}: {message_type.__name__} is handled by both "
+                        f"{found[message_type]} and {attr}"
+                    )
+                found[message_type] = attr
         cls._handlers = found
 
     @property
@@ -136,6 +144,17 @@ class Actor:
     def handler_for(self, message: Message) -> HandlerFn | None:
         attr = self._handlers.get(type(message))
         return None if attr is None else getattr(self, attr)
+
+    def route(self, message: Message, routing_key: str) -> HandlerFn | None:
+        """The handler of a delivery; an actor serving several addresses overrides this to pick by
+        the routing key (one consumer for many fake compute hosts)."""
+        return self.handler_for(message)
+
+    def order_key(self, routing_key: str) -> str | None:
+        """Deliveries of one batch with different keys may be handled concurrently (each key's in
+        order); None, the default, handles the whole batch in delivery order. Only for actors whose
+        handlers do not use the database connection (agents)."""
+        return None
 
     def bindings(self) -> list[Binding]:
         """By default: every handled event by kind, every handled command by kind."""

@@ -7,6 +7,10 @@ handler of the batch raises, the transaction is rolled back and each delivery is
 one bad message cannot hold back the others. A failed delivery is retried with backoff and, after
 ``max_attempts``, dead-lettered with its error. Undecodable messages are dead-lettered at once.
 
+Kinds listed in ``ConsumerOptions.publish_only`` (periodic reports) skip the event log and the
+outbox: they are published directly once the transaction committed, at most once, as heartbeats are.
+A lost one is replaced by the next.
+
 Agents (no ``Store``) handle one delivery at a time and publish what the handler emitted, with
 confirms, before the ack. They deduplicate only within the process: their handlers must be
 idempotent (desired state with a generation number), as ARCHITECTURE.md requires of agents.
@@ -25,7 +29,7 @@ from datetime import datetime
 
 import structlog
 
-from cloud.runtime.actor import Actor, Context, HandlerFn
+from cloud.runtime.actor import Actor, Context, HandlerFn, Writer
 from cloud.runtime.bus import (
     Bus,
     Delivery,
@@ -55,6 +59,8 @@ class ConsumerOptions:
     max_batch: int = 64
     max_attempts: int = 5
     retry_delays_ms: tuple[int, ...] = (200, 1000, 5000, 30000)
+    # Message kinds published after commit instead of being stored (event log and outbox).
+    publish_only: frozenset[str] = frozenset()
 
     def delay_for(self, attempt: int) -> int:
         return self.retry_delays_ms[min(attempt, len(self.retry_delays_ms)) - 1]
@@ -162,7 +168,7 @@ class Consumer:
         except DecodeError as exc:
             await self._settle_bad(delivery, exc.reason, exc.detail)
             return None
-        handler = self.actor.handler_for(message)
+        handler = self.actor.route(message, raw.routing_key)
         if handler is None:
             await self._settle_bad(
                 delivery,
@@ -200,7 +206,8 @@ class Consumer:
                 )
             }
             pending = PendingWrites(store.partitions)
-            handled = 0
+            direct: list[PublishAfterSuccess] = []
+            calls: list[tuple[_Item, Writer]] = []
             for item in items:
                 if item.envelope.id not in fresh:
                     self.duplicates += 1
@@ -215,14 +222,42 @@ class Consumer:
                 uow = UnitOfWork(
                     conn, pending, source=self._source, clock=self._clock, cause=item.envelope
                 )
-                await self._call(item, uow, conn)
-                handled += 1
+                direct.append(PublishAfterSuccess(self._source, self._clock, item.envelope))
+                calls.append((item, divert(uow, direct[-1], self._options.publish_only)))
+            await self._call_all(calls, conn)
             await pending.flush(conn)
         store.committed()
+        await publish_at_most_once(self._bus, [m for d in direct for m in d.messages])
         await self._fault("consumer.after_commit")
         for item in items:
             await item.delivery.ack()
-        self.handled += handled
+        self.handled += len(calls)
+
+    async def _call_all(self, calls: Sequence[tuple[_Item, Writer]], conn: DbConnection) -> None:
+        """In delivery order; an actor with ``order_key`` runs different keys' calls side by side.
+
+        A fleet of fake hosts keys by host: one slow driver call does not hold up the other hosts,
+        and each host still sees its own commands in order.
+        """
+        groups: dict[str | None, list[tuple[_Item, Writer]]] = {}
+        for item, writer in calls:
+            key = self.actor.order_key(item.delivery.message.routing_key)
+            groups.setdefault(key, []).append((item, writer))
+        if len(groups) <= 1 or None in groups:
+            for item, writer in calls:
+                await self._call(item, writer, conn)
+            return
+
+        async def in_order(group: list[tuple[_Item, Writer]]) -> None:
+            for item, writer in group:
+                await self._call(item, writer, conn)
+
+        outcomes = await asyncio.gather(
+            *(in_order(g) for g in groups.values()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _handle_without_store(self, item: _Item) -> None:
         if item.envelope.id in self._seen:
@@ -242,12 +277,7 @@ class Consumer:
         await item.delivery.ack()
         self.handled += 1
 
-    async def _call(
-        self,
-        item: _Item,
-        writer: UnitOfWork | PublishAfterSuccess,
-        conn: DbConnection | None,
-    ) -> None:
+    async def _call(self, item: _Item, writer: Writer, conn: DbConnection | None) -> None:
         bound = {
             "actor": self.actor.name,
             "kind": item.envelope.kind,
@@ -288,7 +318,7 @@ class PublishAfterSuccess:
     """
 
     def __init__(self, source: str, clock: Clock, cause: Envelope | None) -> None:
-        self._source, self._clock, self._cause = source, clock, cause
+        self._source, self._clock, self.cause = source, clock, cause
         self.messages: list[RawMessage] = []
 
     async def emit(
@@ -297,10 +327,10 @@ class PublishAfterSuccess:
         if expected_version is not None:
             raise ValueError("agents do not append to streams")
         at = self._clock.now()
-        if self._cause is None:
+        if self.cause is None:
             envelope = Envelope.first(message, self._source, at=at)
         else:
-            envelope = self._cause.reply(message, self._source, at=at)
+            envelope = self.cause.reply(message, self._source, at=at)
         exchange, routing_key = route(message, to)
         self.messages.append(
             RawMessage(exchange, routing_key, encode(message), envelope_headers(envelope))
@@ -314,6 +344,43 @@ class PublishAfterSuccess:
 
     async def cancel_timer(self, key: str) -> bool:
         raise RuntimeError("durable timers live in the control plane; agents have no database")
+
+
+class _Diverting:
+    """A transaction's writer that hands the ``publish_only`` kinds to a direct-publish buffer."""
+
+    def __init__(self, stored: Writer, direct: PublishAfterSuccess, kinds: frozenset[str]) -> None:
+        self._stored, self._direct, self._kinds = stored, direct, kinds
+
+    async def emit(
+        self, message: Message, *, to: str | None = None, expected_version: int | None = None
+    ) -> Envelope:
+        if message.kind in self._kinds and expected_version is None:
+            return await self._direct.emit(message, to=to)
+        return await self._stored.emit(message, to=to, expected_version=expected_version)
+
+    async def schedule(
+        self, message: Message, *, at: datetime, key: str, to: str | None = None
+    ) -> Envelope:
+        return await self._stored.schedule(message, at=at, key=key, to=to)
+
+    async def cancel_timer(self, key: str) -> bool:
+        return await self._stored.cancel_timer(key)
+
+
+def divert(stored: Writer, direct: PublishAfterSuccess, kinds: frozenset[str]) -> Writer:
+    """``stored`` itself when nothing is publish-only, else a writer that diverts those kinds."""
+    return _Diverting(stored, direct, kinds) if kinds else stored
+
+
+async def publish_at_most_once(bus: Bus, messages: Sequence[RawMessage]) -> None:
+    """Publish what was diverted; a broker outage loses it (the next periodic report replaces it)."""
+    if not messages:
+        return
+    try:
+        await bus.publish(messages)
+    except ConnectionError as exc:
+        log.warning("publish_only.not_sent", count=len(messages), error=repr(exc))
 
 
 def _describe_current() -> str:

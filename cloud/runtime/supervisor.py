@@ -21,7 +21,13 @@ from cloud.runtime.actor import Actor, Context
 from cloud.runtime.backoff import Backoff
 from cloud.runtime.bus import EVENTS, Bus, RawMessage, envelope_headers
 from cloud.runtime.clock import Clock, SystemClock
-from cloud.runtime.consumer import Consumer, ConsumerOptions, PublishAfterSuccess
+from cloud.runtime.consumer import (
+    Consumer,
+    ConsumerOptions,
+    PublishAfterSuccess,
+    divert,
+    publish_at_most_once,
+)
 from cloud.store.db import Store
 from cloud.store.relay import OutboxRelay
 from cloud.store.timers import TimerService
@@ -207,8 +213,12 @@ class Supervisor:
                     await actor.tick(Context(None, buffer, self._clock, bound, None))
                     await self._bus.publish(buffer.messages)
                     continue
+                direct = PublishAfterSuccess(source, self._clock, None)
+                kinds = self._options.consumer.publish_only
                 async with self._store.unit(source=source) as uow:
-                    await actor.tick(Context(None, uow, uow.clock, bound, uow.conn))
+                    writer = divert(uow, direct, kinds)
+                    await actor.tick(Context(None, writer, uow.clock, bound, uow.conn))
+                await publish_at_most_once(self._bus, direct.messages)
 
         return tick
 

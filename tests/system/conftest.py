@@ -6,6 +6,7 @@ Tests drive it like a user: the ``openstack`` CLI (``cloud.openstack(...)``) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,9 +35,16 @@ OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all held at once while choosing, so none is handed out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class CliError(AssertionError):
@@ -116,10 +124,13 @@ def start_cloud(
     *,
     command: tuple[str, ...] = ("up",),
     state: Path | None = None,
+    port: int | None = None,
     **settings: str,
 ) -> tuple[subprocess.Popen[bytes], RunningCloud]:
-    """Start ``aiostack COMMAND`` on a free port; return once it answers (and has a clouds.yaml)."""
-    port = free_port()
+    """Start ``aiostack COMMAND`` on ``port`` (default: a free one); return once it answers (and
+    has a clouds.yaml). The console proxy gets a free port of its own."""
+    console_port, free = free_ports(2)
+    port = port or free
     state = state or tmp / "state"
     log_path = tmp / f"aiostack-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOSTACK_")}
@@ -127,6 +138,8 @@ def start_cloud(
         "AIOSTACK_DATABASE_URL": dsn_for(database),
         "AIOSTACK_STATE_DIR": str(state),
         "AIOSTACK_LISTEN": f"127.0.0.1:{port}",
+        # Its own console proxy port too: several clouds run side by side in one test session.
+        "AIOSTACK_CONSOLE_PROXY_LISTEN": f"127.0.0.1:{console_port}",
         "AIOSTACK_LOG_FORMAT": "json",
         # Cheap hashing keeps the suite fast; production defaults are argon2's recommended ones.
         "AIOSTACK_ARGON2_MEMORY_KIB": "1024",
@@ -186,3 +199,32 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# The two clouds bootstrap writes into clouds.yaml: the admin, and the demo project's member.
+ADMIN, DEMO = "aiostack-admin", "aiostack"
+
+
+@pytest.fixture(scope="session")
+def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny public image any compute test may boot; no test changes or deletes it."""
+    data = tmp_path_factory.mktemp("img") / "tiny.raw"
+    data.write_bytes(b"\0" * 4096)
+    created = cloud.openstack(
+        "image", "create", "--file", str(data), "--disk-format", "raw",
+        "--container-format", "bare", "--public", unique("cirros"),
+    )  # fmt: skip
+    return str(created["id"])
+
+
+@pytest.fixture(scope="session")
+def host(cloud: RunningCloud) -> str:
+    """The compute host, once its agent has reported and it is up (seconds after start)."""
+    compute = cloud.sdk().compute
+    deadline = time.monotonic() + 40
+    while True:
+        found = [s for s in compute.services() if s.binary == "nova-compute"]
+        if found and found[0].state == "up":
+            return str(found[0].host)
+        assert time.monotonic() < deadline, f"no compute host up: {found}"
+        time.sleep(0.5)

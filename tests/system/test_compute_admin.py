@@ -18,10 +18,8 @@ import pytest
 from cloud.scheduler.actor import load_hosts
 from cloud.scheduler.filters import Request, choose
 from tests.conftest import dsn_for
-from tests.system.conftest import RunningCloud, unique
+from tests.system.conftest import DEMO, RunningCloud, unique
 from tests.system.test_compute_flavors import nova, token
-
-ADMIN, DEMO = "aiostack-admin", "aiostack"
 
 
 def db(cloud: RunningCloud, fn: Callable[[asyncpg.Connection], Any]) -> Any:

@@ -9,10 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.system.conftest import RunningCloud, unique
-from tests.system.test_compute_servers import DEMO, create, host, image
-
-__all__ = ["host", "image"]  # module fixtures shared with the servers tests
+from tests.system.conftest import DEMO, RunningCloud, unique
+from tests.system.test_compute_servers import create
 
 # Present for everyone at every version (2.1): Nova's base view plus its v2.0-compatible extensions.
 BASE = {
@@ -112,7 +110,7 @@ VERSIONS = [
 
 
 @pytest.fixture(scope="module")
-def servers(cloud: RunningCloud, image: str, host: None) -> Iterator[dict[str, str]]:
+def servers(cloud: RunningCloud, image: str, host: str) -> Iterator[dict[str, str]]:
     """One ACTIVE server in the admin's project and one in the member's."""
     admins = create(cloud, image, unique("vm"))
     demos = create(cloud, image, unique("vm"), as_=DEMO)

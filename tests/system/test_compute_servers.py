@@ -4,61 +4,12 @@ list, show, delete; project isolation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from tests.system.conftest import CliError, RunningCloud, unique
-
-ADMIN, DEMO = "aiostack-admin", "aiostack"
-
-
-@pytest.fixture(scope="module")
-def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("img") / "tiny.raw"
-    data.write_bytes(b"\0" * 4096)
-    created = cloud.openstack(
-        "image",
-        "create",
-        "--file",
-        str(data),
-        "--disk-format",
-        "raw",
-        "--container-format",
-        "bare",
-        "--public",
-        unique("cirros"),
-    )
-    yield str(created["id"])
-    cloud.run_cli("image", "delete", str(created["id"]))
-
-
-@pytest.fixture(scope="module")
-def host(cloud: RunningCloud) -> None:
-    """The compute agent registers its host with its first report (a few seconds after start)."""
-    deadline = time.monotonic() + 30
-    while not _hosts(cloud):
-        assert time.monotonic() < deadline, "no compute host reported"
-        time.sleep(0.2)
-
-
-def _hosts(cloud: RunningCloud) -> bool:
-    import asyncio
-
-    import asyncpg
-
-    from tests.conftest import dsn_for
-
-    async def count() -> int:
-        conn = await asyncpg.connect(dsn_for(cloud.database))
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM cmp_hosts"))
-        finally:
-            await conn.close()
-
-    return asyncio.run(count()) > 0
+from tests.system.conftest import ADMIN, DEMO, CliError, RunningCloud, unique
 
 
 def wait_status(cloud: RunningCloud, server_id: str, status: str, timeout: float = 20) -> None:
@@ -83,7 +34,7 @@ def create(
     return server
 
 
-def test_boot_list_show_delete(cloud: RunningCloud, image: str, host: None) -> None:
+def test_boot_list_show_delete(cloud: RunningCloud, image: str, host: str) -> None:
     name = unique("vm")
     server = create(cloud, image, name)
     assert server["status"] == "ACTIVE"
@@ -112,7 +63,7 @@ def test_boot_list_show_delete(cloud: RunningCloud, image: str, host: None) -> N
 
 
 def test_idempotent_boot_returns_the_same_server(
-    cloud: RunningCloud, image: str, host: None
+    cloud: RunningCloud, image: str, host: str
 ) -> None:
     token = cloud.openstack("token", "issue")["id"]
     headers = {"X-Auth-Token": token, "Idempotency-Key": unique("key")}
@@ -131,7 +82,7 @@ def test_idempotent_boot_returns_the_same_server(
 
 
 def test_a_member_sees_only_their_projects_servers(
-    cloud: RunningCloud, image: str, host: None
+    cloud: RunningCloud, image: str, host: str
 ) -> None:
     admins = create(cloud, image, unique("vm"), wait=False)
     demos = create(cloud, image, unique("vm"), as_=DEMO, wait=False)

@@ -22,6 +22,8 @@ import pytest
 import requests
 
 from tests.system.conftest import (
+    ADMIN,
+    DEMO,
     OPENSTACK,
     RunningCloud,
     create_database,
@@ -31,7 +33,6 @@ from tests.system.conftest import (
     unique,
 )
 
-ADMIN, DEMO = "aiostack-admin", "aiostack"
 PATCH = "application/openstack-images-v2.1-json-patch"
 PATCH_V2_0 = "application/openstack-images-v2.0-json-patch"
 

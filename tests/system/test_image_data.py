@@ -24,7 +24,6 @@ import pytest
 import requests
 
 from tests.conftest import dsn_for
-from tests.system import conftest as system_conftest
 from tests.system.conftest import (
     RunningCloud,
     create_database,
@@ -347,11 +346,9 @@ class OwnCloud:
         if self.proc.poll() is None:
             stop_cloud(self.proc)
         port = int(urlsplit(self.cloud.url).port or 0)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(system_conftest, "free_port", lambda: port)
-            self.proc, self.cloud = start_cloud(
-                self.tmp, self.database, state=self.state, **self.settings
-            )
+        self.proc, self.cloud = start_cloud(
+            self.tmp, self.database, state=self.state, port=port, **self.settings
+        )
 
     def close(self) -> None:
         stop_cloud(self.proc)

@@ -1,9 +1,11 @@
 """``/os-availability-zone``: the zones of the compute hosts, as Nova lists them.
 
 A zone is available while one of its compute services is enabled (the zones of only disabled
-hosts are listed as not available). Every authenticated caller may list the zones; the detail
-(admin) adds each zone's hosts and services, and the ``internal`` zone of the scheduler and
-conductor services. ``GET /os-aggregates`` answers the empty list (no aggregates exist).
+hosts are listed as not available). A host's zone is its effective one: the zone of an aggregate
+holding it (:mod:`cloud.compute.api.aggregates`), else the one its agent reports (``nova``), the
+same derivation the scheduler's AvailabilityZoneFilter uses. Every authenticated caller may list
+the zones; the detail (admin) adds each zone's hosts and services, and the ``internal`` zone of the
+scheduler and conductor services.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.router import ApiRequest
+from cloud.compute import policies
 from cloud.compute.api import router
 from cloud.compute.api.flavors import enforce
 from cloud.compute.api.os_services import (
-    ADMIN_RULE,
     COMPUTE_BINARY,
     INTERNAL_ZONE,
     Service,
@@ -38,6 +40,7 @@ def _available(services: list[Service]) -> bool:
 @router.get("/os-availability-zone")
 async def list_zones(req: ApiRequest[Any]) -> dict[str, Any]:
     """The compute availability zones and whether they are available."""
+    enforce(req, policies.AZ_LIST)
     compute = [s for s in await all_services(req) if s["binary"] == COMPUTE_BINARY]
     return {
         "availabilityZoneInfo": [
@@ -50,7 +53,7 @@ async def list_zones(req: ApiRequest[Any]) -> dict[str, Any]:
 @router.get("/os-availability-zone/detail", errors=(403,))
 async def list_zones_detail(req: ApiRequest[Any]) -> dict[str, Any]:
     """Every zone with its hosts and their services (admin)."""
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.AZ_DETAIL)
     info = []
     for zone, members in _zones(await all_services(req)).items():
         hosts: dict[str, dict[str, Any]] = {}
@@ -64,10 +67,3 @@ async def list_zones_detail(req: ApiRequest[Any]) -> dict[str, Any]:
             {"zoneName": zone, "zoneState": {"available": _available(members)}, "hosts": hosts}
         )
     return {"availabilityZoneInfo": info}
-
-
-@router.get("/os-aggregates", errors=(403,))
-async def list_aggregates(req: ApiRequest[Any]) -> dict[str, Any]:
-    """Host aggregates (admin): there are none yet (``hypervisor show`` lists them)."""
-    enforce(req, ADMIN_RULE)
-    return {"aggregates": []}

@@ -15,10 +15,11 @@ from typing import Any
 
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
+from cloud.compute import policies
 from cloud.compute.api import router
 from cloud.compute.api.flavors import enforce, service
 from cloud.compute.api.microversion import version
-from cloud.compute.api.os_services import ADMIN_RULE, COMPUTE_BINARY, is_up, public_id
+from cloud.compute.api.os_services import COMPUTE_BINARY, is_up, public_id
 
 _NAMESPACE = uuid.UUID("0b6a4f8e-2d37-5c1a-8e4b-93f1c2d7a605")
 HYPERVISOR_VERSION = 1000  # Nova's fake driver's
@@ -143,7 +144,7 @@ def _with_servers(req: ApiRequest[Any]) -> bool:
 
 
 async def _list(req: ApiRequest[Any], *, detail: bool) -> dict[str, Any]:
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.HYPERVISORS_DETAIL if detail else policies.HYPERVISORS_LIST)
     with_servers = _with_servers(req)
     hyps = await load(req, servers=with_servers)
     pattern = req.query.get("hypervisor_hostname_pattern")
@@ -189,7 +190,7 @@ async def hypervisor_statistics(req: ApiRequest[Any]) -> dict[str, Any]:
     """The summed capacity and usage of the enabled hypervisors (admin; removed in 2.88)."""
     if version(req) >= (2, 88):
         raise ApiError(404, "The resource could not be found.")
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.HYPERVISORS_STATISTICS)
     total = dict.fromkeys(STATS_FIELDS, 0) | {"count": 0}
     for hyp in await load(req):
         if hyp["enabled"]:
@@ -210,7 +211,7 @@ async def find(req: ApiRequest[Any], *, servers: bool = False) -> Hypervisor:
 @router.get("/os-hypervisors/{hypervisor_id}", query=("with_servers",), errors=(400, 403, 404))
 async def show_hypervisor(req: ApiRequest[Any]) -> dict[str, Any]:
     """One hypervisor in full (admin)."""
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.HYPERVISORS_SHOW)
     with_servers = _with_servers(req)
     hyp = await find(req, servers=with_servers)
     return {"hypervisor": view(req, hyp, detail=True, single=True, servers=with_servers)}
@@ -221,6 +222,6 @@ async def hypervisor_uptime(req: ApiRequest[Any]) -> dict[str, Any]:
     """A hypervisor's uptime: the fake driver has none to report (501; removed in 2.88)."""
     if version(req) >= (2, 88):
         raise ApiError(404, "The resource could not be found.")
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.HYPERVISORS_UPTIME)
     await find(req)
     raise ApiError(501, "Virt driver does not implement host uptime function.")

@@ -19,13 +19,12 @@ from pydantic import BaseModel, ConfigDict
 from cloud.api.errors import ApiError
 from cloud.api.listing import next_url, parse_limit
 from cloud.api.router import ApiRequest
-from cloud.compute import policies
+from cloud.compute import policies, quotas
 from cloud.compute.api import router
 from cloud.compute.api.flavor_schema import invalid
 from cloud.compute.api.flavors import enforce, service
 from cloud.compute.api.keygen import fingerprint, generate
 from cloud.compute.api.microversion import version
-from cloud.compute.service import DEFAULT_KEY_PAIRS
 from cloud.store.conn import DbConnection
 from schemas.compute_catalog import KeypairCreated, KeypairDeleted
 
@@ -94,11 +93,10 @@ def _target_user(req: ApiRequest[Any], given: str | None, rule: str) -> str:
 
 
 async def _limit(conn: DbConnection, user_id: str, project_id: str | None) -> int:
-    limit = await conn.fetchval(
-        "SELECT hard_limit FROM cmp_quotas WHERE project_id = $1 AND resource = 'key_pairs'",
-        project_id or "",
-    )
-    return DEFAULT_KEY_PAIRS if limit is None else int(limit)
+    """The key_pairs quota: the project's override, else the default class's, else Nova's."""
+    if project_id is None:
+        return (await quotas.class_limits(conn))["key_pairs"]
+    return (await quotas.limits_of(conn, project_id))["key_pairs"]
 
 
 @router.post("/os-keypairs", body=KeypairBody, errors=(403, 409))

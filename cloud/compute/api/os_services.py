@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict
 
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
+from cloud.compute import policies
 from cloud.compute.api import router
 from cloud.compute.api.flavors import enforce, service
 from cloud.compute.api.microversion import version
 
-# Nova's secure-RBAC default for every os-services and os-hypervisors rule is the admin rule.
+# The admin rule (still imported by modules that check no Nova rule of their own).
 ADMIN_RULE = "admin_api"
 DOWN_AFTER = timedelta(seconds=15)
 COMPUTE_BINARY = "nova-compute"
@@ -63,7 +64,7 @@ async def all_services(req: ApiRequest[Any]) -> list[Service]:
     async with svc.store.pool.acquire() as conn:
         hosts = await conn.fetch(
             """SELECT host, enabled, disabled_reason, forced_down, last_report_at,
-                      availability_zone FROM cmp_hosts ORDER BY host"""
+                      cmp_host_zone(host) AS availability_zone FROM cmp_hosts ORDER BY host"""
         )
         actors = await conn.fetch(
             """SELECT host, binary_name, last_seen_at, state, started_at FROM services
@@ -131,7 +132,7 @@ async def find_service(req: ApiRequest[Any], service_id: str) -> Service:
 @router.get("/os-services", query=("binary", "host"), errors=(403,))
 async def list_services(req: ApiRequest[Any]) -> dict[str, Any]:
     """The compute, scheduler and conductor services (admin)."""
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.SERVICES_LIST)
     binary, host = req.query.get("binary"), req.query.get("host")
     return {
         "services": [
@@ -188,7 +189,7 @@ async def update_service(req: ApiRequest[ServiceUpdate]) -> dict[str, Any]:
     """Disable (with a reason), enable or force down a compute service (2.53; admin)."""
     if version(req) < (2, 53):
         raise ApiError(404, "The resource could not be found.")
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.SERVICES_UPDATE)
     enabled, reason, forced = _check_update(req.body)
     svc = await find_service(req, req.params["service_id"])
     if svc["binary"] != COMPUTE_BINARY:
@@ -218,7 +219,7 @@ async def update_service(req: ApiRequest[ServiceUpdate]) -> dict[str, Any]:
 @router.delete("/os-services/{service_id}", status=204, errors=(400, 403, 404, 409))
 async def delete_service(req: ApiRequest[Any]) -> None:
     """Remove a compute service that hosts no instance (admin)."""
-    enforce(req, ADMIN_RULE)
+    enforce(req, policies.SERVICES_DELETE)
     if version(req) >= (2, 53):
         try:
             uuid.UUID(req.params["service_id"])

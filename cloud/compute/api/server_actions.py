@@ -15,12 +15,34 @@ from pydantic import RootModel
 
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest, Reply
-from cloud.compute.api import router
+from cloud.compute.api import COMPUTE, router
+from cloud.compute.api.server_access import ensure_unlocked
 
 
 class ServerAction(RootModel[dict[str, Any]]):
     """``{"os-stop": null}``, ``{"reboot": {"type": "SOFT"}}``: one action per request."""
 
+
+# Actions a locked server still accepts from its non-admin users: those Nova's compute API does
+# not guard with check_instance_lock (lock state itself, snapshots, consoles, admin-only repairs).
+LOCK_EXEMPT = frozenset(
+    {
+        "lock",
+        "unlock",
+        "createImage",
+        "createBackup",
+        "os-getConsoleOutput",
+        "os-getVNCConsole",
+        "os-getSPICEConsole",
+        "os-getRDPConsole",
+        "os-getSerialConsole",
+        "os-resetState",
+        "os-resetNetwork",
+        "injectNetworkInfo",
+        "evacuate",
+        "restore",
+    }
+)
 
 ActionHandler = Callable[[ApiRequest[ServerAction], str, Any], Awaitable[Reply]]
 _ACTIONS: dict[str, ActionHandler] = {}
@@ -51,4 +73,7 @@ async def server_action(req: ApiRequest[ServerAction]) -> Reply:
     handler = _ACTIONS.get(name)
     if handler is None:
         raise ApiError(400, f"There is no such action: {name}")
+    if name not in LOCK_EXEMPT:
+        async with req.app[COMPUTE].store.pool.acquire() as conn:
+            await ensure_unlocked(conn, req, req.params["id"])
     return await handler(req, req.params["id"], value)

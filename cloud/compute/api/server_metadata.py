@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE, router
+from cloud.compute.api.server_access import check_unlocked
 from cloud.conductor import states
 from schemas.compute import InstanceMetadataChanged
 
@@ -73,7 +74,7 @@ async def _write(req: ApiRequest[Any], change: Any, action: str) -> dict[str, st
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
         row = await uow.conn.fetchrow(
-            """SELECT project_id, vm_state, task_state, metadata::text AS metadata
+            """SELECT project_id, vm_state, task_state, metadata::text AS metadata, locked_by
                FROM cmp_instances
                WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
                FOR UPDATE""",
@@ -82,6 +83,7 @@ async def _write(req: ApiRequest[Any], change: Any, action: str) -> dict[str, st
         )
         if row is None:
             raise ApiError(404, f"Instance {server_id} could not be found.")
+        check_unlocked(req, server_id, row["locked_by"])  # Nova guards metadata writes too
         if row["vm_state"] not in _WRITABLE or row["task_state"] is not None:
             raise ApiError(
                 409,

@@ -5,14 +5,56 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cloud.compute.api.server_query import ServerQuery, keyset, marker_values, order_by
 from cloud.store.conn import DbConnection
 from cloud.store.writes import UnitOfWork
 from schemas.compute import FlavorSpec, InstanceDeleteRequested, InstanceRequested
 
-COLUMNS = """id, name, project_id, user_id, image_ref, flavor_id, flavor::text AS flavor, host,
-    vm_state, task_state, power_state, status, metadata::text AS metadata, tags, key_name,
-    user_data, availability_zone, fault::text AS fault, launched_at, terminated_at, created_at,
-    updated_at"""
+_FIELDS = [
+    "id",
+    "name",
+    "project_id",
+    "user_id",
+    "image_ref",
+    "flavor_id",
+    "flavor::text",
+    "host",
+    "vm_state",
+    "task_state",
+    "power_state",
+    "status",
+    "metadata::text",
+    "tags",
+    "key_name",
+    "user_data",
+    "availability_zone",
+    "fault::text",
+    "launched_at",
+    "terminated_at",
+    "created_at",
+    "updated_at",
+    "description",
+    "locked_by",
+    "locked_reason",
+    "reservation_id",
+    "launch_index",
+    "hostname",
+    "networks",
+    "scheduler_hints::text",
+]
+
+
+def columns(alias: str = "") -> str:
+    """The select list of a server row (json columns as text), qualified by ``alias``."""
+    prefix = f"{alias}." if alias else ""
+    out = []
+    for item in _FIELDS:
+        name, cast, _ = item.partition("::")
+        out.append(f"{prefix}{name}::text AS {name}" if cast else f"{prefix}{name}")
+    return ", ".join(out)
+
+
+COLUMNS = columns()
 
 
 def flavor_spec(row: Any) -> FlavorSpec:
@@ -67,13 +109,18 @@ async def by_idempotency_key(conn: DbConnection, project_id: str, key: str) -> A
 
 
 async def insert(uow: UnitOfWork, values: dict[str, Any], flavor: FlavorSpec) -> Any:
-    """Write the instance row (BUILD/scheduling) and ``InstanceRequested``; None on a key clash."""
+    """Write the instance row (BUILD/scheduling) and ``InstanceRequested``; None on a key clash.
+
+    ``values`` beyond the basics (description, tags, hints, reservation, ...) are optional.
+    """
     row = await uow.conn.fetchrow(
         f"""INSERT INTO cmp_instances (id, name, project_id, user_id, image_ref, flavor_id, flavor,
                 vm_state, task_state, power_state, status, metadata, key_name, user_data,
-                availability_zone, idempotency_key, created_at, updated_at)
+                availability_zone, idempotency_key, created_at, updated_at, description, tags,
+                scheduler_hints, reservation_id, launch_index, hostname, networks)
             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, 'building', 'scheduling', 0, 'BUILD',
-                    $8::jsonb, $9, $10, $11, $12, $13, $13)
+                    $8::jsonb, $9, $10, $11, $12, $13, $13, $14, $15::text[], $16::jsonb,
+                    COALESCE($17, 'r-' || substr(md5(random()::text), 1, 8)), $18, $19, $20)
             ON CONFLICT DO NOTHING
             RETURNING {COLUMNS}""",
         values["id"],
@@ -89,6 +136,13 @@ async def insert(uow: UnitOfWork, values: dict[str, Any], flavor: FlavorSpec) ->
         values["availability_zone"],
         values["idempotency_key"],
         uow.clock.now(),
+        values.get("description"),
+        list(values.get("tags") or []),
+        json.dumps(values.get("scheduler_hints") or {}),
+        values.get("reservation_id"),
+        values.get("launch_index", 0),
+        values.get("hostname"),
+        values.get("networks"),
     )
     if row is None:
         return None
@@ -137,30 +191,29 @@ async def request_delete(uow: UnitOfWork, server_id: str, project_id: str | None
     return True
 
 
-async def page(
-    conn: DbConnection,
-    *,
-    project_id: str | None,
-    name: str | None,
-    status: str | None,
-    marker: str | None,
-    limit: int,
-) -> list[Any]:
-    """Live servers, newest first, keyset-paginated after ``marker``."""
+async def page(conn: DbConnection, q: ServerQuery) -> list[Any] | None:
+    """One page of the servers ``q`` selects, keyset-paginated after ``q.marker``.
+
+    None when the marker is not a server the caller may list.
+    """
+    where = list(q.conditions)
+    if q.marker is not None:
+        marker = await conn.fetchrow(
+            f"""SELECT {marker_values(q.sort)} FROM cmp_instances m
+                WHERE m.id = $1 AND ($2::text IS NULL OR m.project_id = $2)""",
+            q.marker,
+            q.project_id,
+        )
+        if marker is None:
+            return None
+        where.append(keyset(q.sort, [q.arg(value) for value in marker.values()]))
+    if q.nothing or q.limit == 0:
+        return []
     rows = await conn.fetch(
-        f"""SELECT {COLUMNS} FROM cmp_instances s
-            WHERE deleted_at IS NULL
-              AND ($1::text IS NULL OR project_id = $1)
-              AND ($2::text IS NULL OR name ~ $2)
-              AND ($3::text IS NULL OR status = $3)
-              AND ($4::text IS NULL OR (created_at, id) < (
-                    SELECT created_at, id FROM cmp_instances WHERE id = $4))
-            ORDER BY created_at DESC, id DESC
-            LIMIT $5""",
-        project_id,
-        name,
-        status,
-        marker,
-        limit,
+        f"""SELECT {columns("s")} FROM cmp_instances s
+            WHERE {" AND ".join(where) or "true"}
+            ORDER BY {order_by(q.sort)}
+            LIMIT {q.arg(q.limit)}""",
+        *q.args,
     )
     return list(rows)

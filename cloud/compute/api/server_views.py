@@ -55,6 +55,11 @@ def _jsonish(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def hostname(row: Mapping[str, Any]) -> str:
+    """The guest hostname: chosen at boot (2.90) or derived from the name as Nova derives it."""
+    return str(row.get("hostname") or row["name"])
+
+
 def brief(req: ApiRequest[Any], row: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "links": _links(req, "servers", row["id"])}
 
@@ -137,9 +142,9 @@ def detail(
         if ver >= EXTENDED_ATTRS:
             server.update(
                 {
-                    "OS-EXT-SRV-ATTR:reservation_id": f"r-{row['id'][:8]}",
-                    "OS-EXT-SRV-ATTR:launch_index": 0,
-                    "OS-EXT-SRV-ATTR:hostname": row["name"],
+                    "OS-EXT-SRV-ATTR:reservation_id": row.get("reservation_id"),
+                    "OS-EXT-SRV-ATTR:launch_index": row.get("launch_index", 0),
+                    "OS-EXT-SRV-ATTR:hostname": hostname(row),
                     "OS-EXT-SRV-ATTR:kernel_id": "",
                     "OS-EXT-SRV-ATTR:ramdisk_id": "",
                     "OS-EXT-SRV-ATTR:root_device_name": None,
@@ -169,7 +174,7 @@ def detail(
     if ver >= TRUSTED_CERTS:
         server["trusted_image_certificates"] = None
     if ver >= HOSTNAME and not admin:  # visible to everyone from 2.90 (admins have it above)
-        server["OS-EXT-SRV-ATTR:hostname"] = row["name"]
+        server["OS-EXT-SRV-ATTR:hostname"] = hostname(row)
     if show_server_groups and ver >= SERVER_GROUPS:
         server["server_groups"] = []
     return server

@@ -2,71 +2,58 @@
 
 A boot writes the instance row and ``compute.instance.requested`` in one transaction and answers
 202; the scheduler, conductor and compute agent finish it (see :mod:`cloud.conductor.actor`).
-``Idempotency-Key`` makes a retried boot return the server the first request created.
+``Idempotency-Key`` makes a retried boot return the server the first request created (the first
+of a multi-create). The body and its per-microversion rules (``networks``, hints, tags) live in
+:mod:`cloud.compute.api.server_boot`, the list query in :mod:`cloud.compute.api.server_query`.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.errors import ApiError
-from cloud.api.listing import next_url, parse_limit
+from cloud.api.listing import next_url
 from cloud.api.router import ApiRequest, QueryParam
-from cloud.compute.api import COMPUTE, router
+from cloud.compute import action_log, boot_policy
+from cloud.compute.api import COMPUTE, router, server_query
+from cloud.compute.api import server_boot as boot
 from cloud.compute.api import server_store as store
 from cloud.compute.api import server_views as views
-from cloud.compute.api.server_access import is_admin, not_found, project_of, scope_of
+from cloud.compute.api.microversion import version
+from cloud.compute.api.server_access import (
+    check_unlocked,
+    is_admin,
+    not_found,
+    project_of,
+    scope_of,
+)
+from cloud.compute.api.server_boot import ServerCreate, ServerCreateRequest
 
-DEFAULT_LIMIT, MAX_LIMIT = 1000, 1000
 LIST_QUERY = (
     QueryParam("limit", {"type": "integer", "minimum": 0}),
     QueryParam("marker", description="Start after this server (its id)."),
     QueryParam("name", description="A regular expression the name matches."),
-    QueryParam("status", description="ACTIVE, BUILD, ERROR, SHUTOFF, ..."),
+    QueryParam("status", description="ACTIVE, BUILD, ERROR, SHUTOFF, ... (repeatable)."),
     QueryParam("all_tenants", description="Admins: servers of every project."),
     QueryParam("project_id", description="Admins with all_tenants: this project only."),
+    QueryParam("changes-since", description="ISO 8601: servers changed since (deleted too)."),
+    QueryParam("changes-before", description="ISO 8601 (2.66): servers changed before."),
+    QueryParam("tags", description="2.26: servers with all of these tags (comma-separated)."),
+    QueryParam("tags-any", description="2.26: servers with any of these tags."),
+    QueryParam("not-tags", description="2.26: servers without all of these tags."),
+    QueryParam("not-tags-any", description="2.26: servers without any of these tags."),
+    QueryParam("image"),
+    QueryParam("flavor"),
+    QueryParam("reservation_id"),
+    QueryParam("locked", description="2.73: true or false."),
+    QueryParam("sort_key", description="Nova's sort keys (repeatable)."),
+    QueryParam("sort_dir", description="asc or desc (repeatable)."),
 )
-
-
-class ServerCreate(BaseModel):
-    """The ``server`` object of a boot request."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=255)
-    imageRef: str = ""
-    flavorRef: str = Field(min_length=1)
-    metadata: dict[str, str] = Field(default_factory=dict)
-    key_name: str | None = None
-    user_data: str | None = Field(default=None, max_length=65535)
-    availability_zone: str | None = None
-    min_count: int = Field(default=1, ge=1)
-    max_count: int = Field(default=1, ge=1)
-    networks: Literal["none", "auto"] | list[dict[str, Any]] | None = None
-    security_groups: list[dict[str, Any]] | None = None
-    adminPass: str | None = None
-    accessIPv4: str | None = None
-    accessIPv6: str | None = None
-    config_drive: bool | str | None = None
-    description: str | None = None
-    tags: list[str] | None = None
-    block_device_mapping_v2: list[dict[str, Any]] | None = None
-    return_reservation_id: bool | None = None
-    hostname: str | None = None
-    disk_config: Literal["AUTO", "MANUAL"] | None = Field(default=None, alias="OS-DCF:diskConfig")
-
-
-class ServerCreateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    server: ServerCreate
-    scheduler_hints: dict[str, Any] | None = Field(default=None, alias="os:scheduler_hints")
 
 
 def _ref(value: str) -> str:
@@ -90,11 +77,12 @@ def _boot_image(spec: ServerCreate) -> str:
 
 @router.post("/servers", body=ServerCreateRequest, status=202, errors=(400, 403, 409))
 async def create_server(req: ApiRequest[ServerCreateRequest]) -> web.Response:
-    """Accept a boot request; the build continues asynchronously."""
-    spec = req.body.server
+    """Accept a boot of ``min_count``..``max_count`` servers; the builds continue asynchronously."""
+    spec, ver = req.body.server, version(req)
     project = project_of(req)
-    if spec.min_count != 1 or spec.max_count != 1:
-        raise ApiError(400, "Only one server per request is supported (min_count=max_count=1).")
+    boot.check(spec, ver)
+    networks = boot.networks(spec, ver)
+    hints = boot.scheduler_hints(req.body.hints())
     image_ref = _boot_image(spec)
     key = req.raw.headers.get("Idempotency-Key")
     svc = req.app[COMPUTE]
@@ -106,7 +94,7 @@ async def create_server(req: ApiRequest[ServerCreateRequest]) -> web.Response:
             )
             existing = await store.by_idempotency_key(uow.conn, project, key)
             if existing is not None:
-                return views.created(req, existing, None)
+                return _created(req, spec, existing, None)
         flavor = await store.find_flavor(uow.conn, _ref(spec.flavorRef), project)
         if flavor is None:
             raise ApiError(400, f"Flavor {spec.flavorRef} could not be found.")
@@ -121,47 +109,77 @@ async def create_server(req: ApiRequest[ServerCreateRequest]) -> web.Response:
             spec.key_name,
         ):
             raise ApiError(400, f"Invalid key_name provided: {spec.key_name}.")
-        values = {
-            "id": str(uuid.uuid4()),
-            "name": spec.name,
-            "project_id": project,
-            "user_id": req.auth.user.id,
-            "image_ref": image_ref,
-            "metadata": spec.metadata,
-            "key_name": spec.key_name,
-            "user_data": spec.user_data,
-            "availability_zone": spec.availability_zone,
-            "idempotency_key": key,
-        }
-        row = await store.insert(uow, values, flavor)
-        if row is None:
-            raise ApiError(409, "A server with this Idempotency-Key is being created.")
-    return views.created(req, row, spec.adminPass or secrets.token_urlsafe(9))
+        count = await boot_policy.admit(
+            uow.conn,
+            project_id=project,
+            user_id=req.auth.user.id,
+            flavor=flavor,
+            min_count=spec.min_count,
+            max_count=spec.max_count,
+            metadata_items=len(spec.metadata),
+            hints=hints,
+        )
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        reservation = "r-" + secrets.token_hex(4)
+        rows = []
+        for index, (server_id, (name, hostname)) in enumerate(
+            zip(ids, boot.names(spec, count, ids), strict=True)
+        ):
+            await action_log.start(uow, req, server_id, "create")
+            values = {
+                "id": server_id,
+                "name": name,
+                "project_id": project,
+                "user_id": req.auth.user.id,
+                "image_ref": image_ref,
+                "metadata": spec.metadata,
+                "key_name": spec.key_name,
+                "user_data": spec.user_data,
+                "availability_zone": spec.availability_zone,
+                # Only the first server holds the key: a retry answers with it.
+                "idempotency_key": key if index == 0 else None,
+                "description": spec.description,
+                "tags": list(dict.fromkeys(spec.tags or [])),
+                "scheduler_hints": hints,
+                "reservation_id": reservation,
+                "launch_index": index,
+                "hostname": hostname,
+                "networks": networks,
+            }
+            row = await store.insert(uow, values, flavor)
+            if row is None:
+                raise ApiError(409, "A server with this Idempotency-Key is being created.")
+            rows.append(row)
+        await boot_policy.admitted(uow.conn, project_id=project, instance_ids=ids, hints=hints)
+    return _created(req, spec, rows[0], spec.adminPass or secrets.token_urlsafe(9))
+
+
+def _created(
+    req: ApiRequest[Any], spec: ServerCreate, row: Any, admin_pass: str | None
+) -> web.Response:
+    if spec.return_reservation_id:
+        return web.json_response({"reservation_id": row["reservation_id"]}, status=202)
+    return views.created(req, row, admin_pass)
 
 
 async def _list(req: ApiRequest[Any]) -> tuple[list[Any], int]:
-    query = req.query
-    limit = parse_limit(query, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
-    project: str | None = project_of(req)
-    if is_admin(req) and query.get("all_tenants", "").lower() not in ("", "0", "false"):
-        project = query.get("project_id") or None
-    marker = query.get("marker")
-    svc = req.app[COMPUTE]
-    async with svc.store.pool.acquire() as conn:
-        if marker is not None and await store.get(conn, marker, project) is None:
-            raise ApiError(400, f"marker [{marker}] not found")
+    q = server_query.parse(
+        req.query,
+        ver=version(req),
+        admin=is_admin(req),
+        project_id=project_of(req),
+        max_limit=req.app[COMPUTE].settings.compute_max_limit,
+    )
+    async with req.app[COMPUTE].store.pool.acquire() as conn:
         try:
-            rows = await store.page(
-                conn,
-                project_id=project,
-                name=query.get("name"),
-                status=(query.get("status") or "").upper() or None,
-                marker=marker,
-                limit=limit,
-            )
+            rows = await store.page(conn, q)
         except asyncpg.InvalidRegularExpressionError:
-            raise ApiError(400, f"Invalid name filter: {query.get('name')!r}.") from None
-    return rows, limit
+            raise ApiError(
+                400, "Invalid regular expression in a name or description filter."
+            ) from None
+    if rows is None:
+        raise ApiError(400, f"marker [{q.marker}] not found")
+    return rows, q.limit
 
 
 def _page_body(
@@ -196,9 +214,12 @@ async def show_server(req: ApiRequest[Any]) -> dict[str, Any]:
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.pool.acquire() as conn:
         row = await store.get(conn, server_id, scope_of(req))
-    if row is None:
-        raise not_found(server_id)
-    return {"server": views.detail(req, row, admin=is_admin(req), show_server_groups=True)}
+        if row is None:
+            raise not_found(server_id)
+        server = views.detail(req, row, admin=is_admin(req), show_server_groups=True)
+        if "server_groups" in server:
+            server["server_groups"] = await boot_policy.server_groups_of(conn, server_id)
+    return {"server": server}
 
 
 @router.delete("/servers/{id}", status=204, errors=(404,))
@@ -206,5 +227,16 @@ async def delete_server(req: ApiRequest[Any]) -> None:
     """Delete a server in any state; it disappears once its host destroyed it (or timed out)."""
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
+        locked_by = await uow.conn.fetchval(
+            """SELECT COALESCE(locked_by, '') FROM cmp_instances
+               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
+               FOR UPDATE""",
+            server_id,
+            scope_of(req),
+        )
+        if locked_by is None:
+            raise not_found(server_id)
+        check_unlocked(req, server_id, locked_by or None)
+        await action_log.start(uow, req, server_id, "delete")
         if not await store.request_delete(uow, server_id, scope_of(req)):
             raise not_found(server_id)

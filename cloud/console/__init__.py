@@ -1,0 +1,1 @@
+"""Remote consoles: one-time tokens (:mod:`.tokens`) and the noVNC proxy (:mod:`.proxy`)."""
