@@ -15,25 +15,9 @@ set -euo pipefail
 URI=qemu:///system
 TIMEOUT_S=${ENSURE_LIBVIRT_TIMEOUT:-120}
 
-log() { printf '%s\n' "ensure-libvirt: $*" >&2; }
-die() {
-    printf '\n%s\n\n' "ensure-libvirt: ERROR: $*" >&2
-    exit 1
-}
-
-if [[ $(id -u) -eq 0 ]]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-else
-    SUDO=(__need_root__)
-fi
-as_root() {
-    if [[ ${SUDO[0]:-} == __need_root__ ]]; then
-        die "need root (or sudo) to run: $*"
-    fi
-    "${SUDO[@]}" "$@"
-}
+SCRIPT_NAME=ensure-libvirt
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Listing domains needs the QEMU driver loaded; unlike `virsh version` (~4 s here: it probes the
 # host every time) it answers in milliseconds. The first connection after a start can take several

@@ -14,25 +14,9 @@ AMQP_HOST=127.0.0.1
 AMQP_PORT=5672
 TIMEOUT_S=${ENSURE_SERVICES_TIMEOUT:-90}
 
-log() { printf '%s\n' "ensure-services: $*" >&2; }
-die() {
-    printf '\n%s\n\n' "ensure-services: ERROR: $*" >&2
-    exit 1
-}
-
-if [[ $(id -u) -eq 0 ]]; then
-    SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-else
-    SUDO=(__need_root__)
-fi
-as_root() {
-    if [[ ${SUDO[0]:-} == __need_root__ ]]; then
-        die "need root (or sudo) to run: $*"
-    fi
-    "${SUDO[@]}" "$@"
-}
+SCRIPT_NAME=ensure-services
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # A TCP connect that gives up after 1 s.
 tcp_open() { timeout 1 bash -c ": >/dev/tcp/$1/$2" 2>/dev/null; }
