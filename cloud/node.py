@@ -38,16 +38,15 @@ log = structlog.get_logger("aiostack.node")
 
 
 def make_conductor(settings: Settings) -> Conductor:
-    conductor = Conductor(
+    return Conductor(
         schedule_deadline_s=settings.conductor_schedule_deadline_s,
         spawn_deadline_s=settings.conductor_spawn_deadline_s,
         delete_deadline_s=settings.conductor_delete_deadline_s,
         power_deadline_s=settings.conductor_power_deadline_s,
         step_deadlines=settings.conductor_step_deadlines,
+        destroy_orphans=settings.reconcile_destroy_orphans,
+        shelved_offload_time=settings.shelved_offload_time,
     )
-    conductor.destroy_orphans = settings.reconcile_destroy_orphans
-    conductor.shelved_offload_time = settings.shelved_offload_time
-    return conductor
 
 
 def make_compute(settings: Settings) -> ComputeFleet:

@@ -40,6 +40,18 @@ from schemas.compute_placement import RescheduleInstance
 class Conductor(OperationsSaga, ImageSaga, HostSync):
     """Queue: conductor. Build, delete and power sagas; the mixins add the others."""
 
+    def __init__(
+        self,
+        *,
+        destroy_orphans: bool = False,
+        shelved_offload_time: float = 0,
+        **deadlines: Any,
+    ) -> None:
+        """``deadlines``: :class:`ConductorBase`'s step deadlines; the rest configures the mixins."""
+        super().__init__(**deadlines)
+        self.destroy_orphans = destroy_orphans
+        self.shelved_offload_time = shelved_offload_time
+
     # -- build -------------------------------------------------------------------------------
 
     @handles(InstanceRequested)

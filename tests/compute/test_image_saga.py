@@ -331,8 +331,7 @@ async def test_a_shelved_server_kept_on_its_host_is_offloaded_later_or_powered_o
 ) -> None:
     await add_host(store, "node-1")
     driver = FakeDriver()
-    later, never = Conductor(), Conductor()
-    later.shelved_offload_time, never.shelved_offload_time = 0.5, -1
+    later, never = Conductor(shelved_offload_time=0.5), Conductor(shelved_offload_time=-1)
     async with image_service(store) as stub:
         async with cloud(bus, store, driver, later):
             first = await active_server(store)

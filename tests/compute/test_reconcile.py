@@ -79,8 +79,7 @@ async def cloud(store: Store, *, destroy_orphans: bool = False) -> AsyncIterator
     fleet = quick_fleet(1)
     driver = fleet.agents[0].driver
     assert isinstance(driver, FakeDriver)
-    conductor = Conductor(power_deadline_s=5)
-    conductor.destroy_orphans = destroy_orphans
+    conductor = Conductor(power_deadline_s=5, destroy_orphans=destroy_orphans)
     consumer = ConsumerOptions(publish_only=REPORTS)
     try:
         async with (
