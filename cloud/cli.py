@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,19 @@ fake_hosts_option = click.option(
 )
 
 
+def node_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of the commands that run actors (``up``, ``run``)."""
+    for option in (
+        fake_hosts_option,
+        compute_driver_option,
+        host_option,
+        listen_option,
+        state_dir_option,
+    ):
+        command = option(command)
+    return command
+
+
 def _run_node(settings: Settings, plan: NodePlan) -> None:
     try:
         _run(run_node(settings, plan))
@@ -75,58 +88,21 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 @main.command()
-@state_dir_option
-@listen_option
-@host_option
-@compute_driver_option
-@fake_hosts_option
+@node_options
 @click.pass_context
-def up(
-    ctx: click.Context,
-    state_dir: Path | None,
-    listen: str | None,
-    host: str | None,
-    compute_driver: str | None,
-    fake_hosts: int | None,
-) -> None:
+def up(ctx: click.Context, /, **options: Any) -> None:
     """Run every actor in one process (embedded PostgreSQL and in-process bus by default)."""
-    settings = _settings(
-        ctx,
-        state_dir=state_dir,
-        listen=listen,
-        host=host,
-        compute_driver=compute_driver,
-        fake_hosts=fake_hosts,
-    )
+    settings = _settings(ctx, **options)
     _run_node(settings, NodePlan(runnable(), bootstrap_if_empty=True))
 
 
 @main.command()
 @click.argument("actor", type=click.Choice(runnable()))
-@state_dir_option
-@listen_option
-@host_option
-@compute_driver_option
-@fake_hosts_option
+@node_options
 @click.pass_context
-def run(
-    ctx: click.Context,
-    actor: str,
-    state_dir: Path | None,
-    listen: str | None,
-    host: str | None,
-    compute_driver: str | None,
-    fake_hosts: int | None,
-) -> None:
+def run(ctx: click.Context, /, actor: str, **options: Any) -> None:
     """Run one actor (``compute`` takes ``--compute-driver`` and ``--fake-hosts``)."""
-    settings = _settings(
-        ctx,
-        state_dir=state_dir,
-        listen=listen,
-        host=host,
-        compute_driver=compute_driver,
-        fake_hosts=fake_hosts,
-    )
+    settings = _settings(ctx, **options)
     _run_node(settings, NodePlan([actor]))
 
 

@@ -205,16 +205,21 @@ def unique(prefix: str) -> str:
 ADMIN, DEMO = "aiostack-admin", "aiostack"
 
 
-@pytest.fixture(scope="session")
-def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny public image any compute test may boot; no test changes or deletes it."""
-    data = tmp_path_factory.mktemp("img") / "tiny.raw"
+def upload_tiny_image(cloud: RunningCloud, directory: Path, *options: str) -> str:
+    """A tiny public raw image on ``cloud`` (``options``: more ``image create`` flags); its id."""
+    data = directory / "tiny.raw"
     data.write_bytes(b"\0" * 4096)
     created = cloud.openstack(
         "image", "create", "--file", str(data), "--disk-format", "raw",
-        "--container-format", "bare", "--public", unique("cirros"),
+        "--container-format", "bare", "--public", *options, unique("cirros"),
     )  # fmt: skip
     return str(created["id"])
+
+
+@pytest.fixture(scope="session")
+def image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny public image any compute test may boot; no test changes or deletes it."""
+    return upload_tiny_image(cloud, tmp_path_factory.mktemp("img"))
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from tests.system.conftest import (
     start_cloud,
     stop_cloud,
     unique,
+    upload_tiny_image,
 )
 from tests.system.test_compute_images import act, wait_for
 
@@ -82,21 +83,7 @@ def compute(vnc_cloud: RunningCloud) -> Any:
 
 @pytest.fixture(scope="module")
 def image(vnc_cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> str:
-    data: Path = tmp_path_factory.mktemp("img") / "disk.raw"
-    data.write_bytes(b"\0" * 1024)
-    created = vnc_cloud.openstack(
-        "image",
-        "create",
-        "--file",
-        str(data),
-        "--disk-format",
-        "raw",
-        "--container-format",
-        "bare",
-        "--public",
-        unique("img"),
-    )
-    return str(created["id"])
+    return upload_tiny_image(vnc_cloud, tmp_path_factory.mktemp("img"))
 
 
 def boot(cloud: RunningCloud, image: str) -> str:

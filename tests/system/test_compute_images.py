@@ -10,29 +10,16 @@ from typing import Any
 
 import pytest
 
-from tests.system.conftest import ADMIN, DEMO, RunningCloud, unique
+from tests.system.conftest import ADMIN, DEMO, RunningCloud, unique, upload_tiny_image
 
 
 @pytest.fixture(scope="module")
 def base_image(cloud: RunningCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("img") / "base.raw"
-    data.write_bytes(b"\0" * 4096)
-    created = cloud.openstack(
-        "image",
-        "create",
-        "--file",
-        str(data),
-        "--disk-format",
-        "raw",
-        "--container-format",
-        "bare",
-        "--public",
-        "--property",
-        "os_distro=cirros",
-        unique("base"),
+    image_id = upload_tiny_image(
+        cloud, tmp_path_factory.mktemp("img"), "--property", "os_distro=cirros"
     )
-    yield str(created["id"])
-    cloud.run_cli("image", "delete", str(created["id"]))
+    yield image_id
+    cloud.run_cli("image", "delete", image_id)
 
 
 @pytest.fixture(scope="module")
