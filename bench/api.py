@@ -276,6 +276,7 @@ async def aiostack(settings: Settings, workdir: Path) -> AsyncIterator[Server]:
             "AIOSTACK_LISTEN": f"127.0.0.1:{port}",
             "AIOSTACK_STATE_DIR": str(state),
             "AIOSTACK_LOG_FORMAT": "json",
+            "AIOSTACK_COMPUTE_DRIVER": "fake",
         }
         log_path = workdir / "aiostack.log"
         async with _process(("-m", "cloud.cli", "up"), log_path, env) as proc:

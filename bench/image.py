@@ -72,6 +72,7 @@ def _cloud(dsn: str, state: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         "AIOSTACK_LISTEN": f"127.0.0.1:{port}",
         "AIOSTACK_LOG_LEVEL": "warning",
         "AIOSTACK_LOG_FORMAT": "json",
+        "AIOSTACK_COMPUTE_DRIVER": "fake",
     }
     log = (state.parent / "aiostack.log").open("wb")
     proc = subprocess.Popen(

@@ -134,7 +134,35 @@ class Settings(BaseSettings):
         pattern="^(fake|libvirt|auto)$",
         description="Hypervisor driver of the compute agent; auto: libvirt if it answers, else fake.",
     )
-    libvirt_uri: str = Field(default="qemu:///system", description="Where auto looks for libvirt.")
+    libvirt_uri: str = Field(default="qemu:///system", description="The libvirt daemon to use.")
+    libvirt_virt_type: str = Field(
+        default="auto",
+        pattern="^(auto|kvm|qemu)$",
+        description="Domain type: kvm only with hardware virtualization (auto), else qemu (TCG).",
+    )
+    libvirt_domain_prefix: str = Field(
+        default="aiostack-",
+        min_length=1,
+        description="Names this host's domains (two clouds sharing one libvirtd need two prefixes).",
+    )
+    libvirt_shutdown_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a stop waits for the guest before pulling the plug.",
+    )
+    instances_dir: Path = Field(
+        default=Path("/var/lib/aiostack/instances"),
+        description="Disks, kernels and console logs of the libvirt driver's instances; every "
+        "directory above it must be searchable by the QEMU user.",
+    )
+    compute_auth_cloud: str = Field(
+        default="aiostack-admin",
+        description="clouds.yaml cloud whose credentials the compute agent fetches images with.",
+    )
+    compute_clouds_yaml: Path | None = Field(
+        default=None,
+        description="clouds.yaml of compute_auth_cloud; default state_dir/clouds.yaml.",
+    )
     fake_hosts: int = Field(
         default=1, ge=1, le=10000, description="Fake hypervisors one compute process hosts."
     )
@@ -194,6 +222,11 @@ class Settings(BaseSettings):
     console_novnc_dir: Path | None = Field(
         default=None,
         description="Where scripts/fetch-novnc.sh put noVNC; default state_dir/novnc.",
+    )
+    console_allowed_origins: list[str] = Field(
+        default=[],
+        description="Host names of other sites whose pages may open consoles (Nova's [console] "
+        "allowed_origins; JSON list); the proxy's own page is always allowed.",
     )
     fake_vnc_address: str | None = Field(
         default=None,

@@ -49,6 +49,32 @@ def make_conductor(settings: Settings) -> Conductor:
     )
 
 
+def make_libvirt_driver(settings: Settings) -> ComputeDriver:
+    """The libvirt driver, fetching images with the agent's own cloud credentials.
+
+    Imported here, not at the top: a node running the fake driver needs no libvirt library.
+    """
+    from agents.compute.drivers.image_cache import HttpImageSource
+    from agents.compute.drivers.layout import check_instances_dir
+    from agents.compute.drivers.libvirt import LibvirtDriver
+    from agents.compute.service_auth import ServiceAuth
+
+    instances_dir = settings.instances_dir.resolve()
+    if settings.libvirt_uri.startswith("qemu") and "/system" in settings.libvirt_uri:
+        problem = check_instances_dir(instances_dir)
+        if problem is not None:
+            raise DriverUnavailable(f"instances_dir {instances_dir}: {problem}")
+    clouds_yaml = settings.compute_clouds_yaml or clouds_yaml_path(settings)
+    return LibvirtDriver(
+        instances_dir=instances_dir,
+        image_source=HttpImageSource(ServiceAuth(clouds_yaml, settings.compute_auth_cloud)),
+        uri=settings.libvirt_uri,
+        virt_type=settings.libvirt_virt_type,
+        domain_prefix=settings.libvirt_domain_prefix,
+        shutdown_timeout_s=settings.libvirt_shutdown_timeout_s,
+    )
+
+
 def make_compute(settings: Settings) -> ComputeFleet:
     """The compute agent of this node: ``fake_hosts`` hosts behind one consumer, driver as chosen."""
     choice = choose_driver(settings.compute_driver, settings.libvirt_uri)
@@ -58,8 +84,14 @@ def make_compute(settings: Settings) -> ComputeFleet:
         reason=choice.reason,
         requested=settings.compute_driver,
     )
-    if choice.driver != "fake":  # choose_driver only picks libvirt once its driver exists
-        raise DriverUnavailable(f"no {choice.driver} driver in this build")
+    if choice.driver == "libvirt":  # one real hypervisor: fake_hosts is the fake's alone
+        driver = make_libvirt_driver(settings)
+        return build_fleet(
+            settings.host,
+            1,
+            lambda _host: driver,
+            report_interval_s=settings.compute_report_interval_s,
+        )
 
     def fake(_host: str) -> ComputeDriver:
         return FakeDriver(

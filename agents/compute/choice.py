@@ -1,20 +1,19 @@
 """Which hypervisor driver a compute agent runs: ``fake``, ``libvirt`` or ``auto``.
 
 ``auto`` takes libvirt when a libvirt daemon answers (the ``libvirt`` module imports and the
-configured URI opens), else the fake driver. The libvirt driver is not part of this build yet: asking
-for it explicitly fails at start with a clear message, and ``auto`` says so and keeps the fake.
-The probe is the only place outside the (future) libvirt driver that touches libvirt, and it only
-imports it dynamically, in a thread, with a time limit (a hung daemon must not hang the start).
+configured URI opens), else the fake driver; ``libvirt`` insists (and the agent then waits for the
+daemon when it is down: see :mod:`agents.compute.base`). The probe is the only place outside the
+libvirt driver that touches libvirt, and it only imports it dynamically, in a thread, with a time
+limit (a hung daemon must not hang the start).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import threading
 from dataclasses import dataclass
 
-# Set to True when agents/compute/libvirt.py lands; until then auto never picks libvirt.
-LIBVIRT_DRIVER_AVAILABLE = False
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -59,23 +58,14 @@ def choose_driver(requested: str, libvirt_uri: str) -> DriverChoice:
     if requested == "fake":
         return DriverChoice("fake", "requested")
     if requested == "libvirt":
-        if not LIBVIRT_DRIVER_AVAILABLE:
+        if importlib.util.find_spec("libvirt") is None:
             raise DriverUnavailable(
-                "the libvirt compute driver is not part of this build yet; "
-                "use --compute-driver fake (or auto)"
+                "libvirt requested but the libvirt Python module is not installed"
             )
-        why_not = probe_libvirt(libvirt_uri)
-        if why_not is not None:
-            raise DriverUnavailable(f"libvirt requested but {why_not}")
         return DriverChoice("libvirt", "requested")
     if requested != "auto":
         raise DriverUnavailable(f"unknown compute driver {requested!r}: fake, libvirt or auto")
     why_not = probe_libvirt(libvirt_uri)
     if why_not is not None:
         return DriverChoice("fake", f"auto: no libvirt daemon ({why_not})")
-    if not LIBVIRT_DRIVER_AVAILABLE:
-        return DriverChoice(
-            "fake",
-            f"auto: libvirt answers at {libvirt_uri} but its driver is not in this build yet",
-        )
     return DriverChoice("libvirt", f"auto: libvirt answers at {libvirt_uri}")

@@ -7,7 +7,7 @@ missing one succeeds), and the driver reports actual state so the agent can reco
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -28,6 +28,15 @@ class PowerState(IntEnum):
 
 class DriverError(Exception):
     """The hypervisor refused or failed an operation; the message says why."""
+
+
+class HypervisorUnavailable(Exception):
+    """The hypervisor cannot be reached at all (libvirtd is down): nothing was done.
+
+    Deliberately not a :class:`DriverError`: handlers turn those into failure reports, but a
+    command that meets an absent hypervisor is not failed, it waits until the hypervisor is back
+    (:meth:`agents.compute.base.AgentBase.handler_for`).
+    """
 
 
 class InstanceNotFound(DriverError):
@@ -86,7 +95,19 @@ class HostResources:
     disk_gb: int
 
 
+# Called by a driver, on the event loop, when an instance's power state changed by itself.
+PowerCallback = Callable[[str, PowerState], None]
+
+
 class ComputeDriver(Protocol):
+    # The agent sets this: a guest that shut itself down is reported at once, not at the next
+    # periodic report.
+    on_power_change: PowerCallback | None
+
+    async def close(self) -> None:
+        """Release the hypervisor connection (the agent stops)."""
+        ...
+
     async def spawn(self, spec: InstanceSpec) -> InstanceInfo:
         """Create and start the instance; idempotent (an existing instance is returned)."""
         ...

@@ -23,6 +23,7 @@ from agents.compute.driver import (
     InstanceInfo,
     InstanceNotFound,
     InstanceSpec,
+    PowerCallback,
     PowerState,
 )
 from schemas.compute import FlavorSpec
@@ -53,6 +54,7 @@ class FakeDriver:
     # The fake has no real VNC: every running instance's console is this address (a test or
     # demo stands a VNC server there); None: instances have no VNC console.
     vnc_address: ConsoleAddress | None = None
+    on_power_change: PowerCallback | None = None
     _random: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,10 +168,15 @@ class FakeDriver:
         """Change an instance's power state outside any command (a guest shutdown, a crash)."""
         info = self.instances[instance_id]
         self.instances[instance_id] = InstanceInfo(instance_id, state, info.vcpus, info.ram_mb)
+        if self.on_power_change is not None:
+            self.on_power_change(instance_id, state)
 
     def adopt(self, instance_id: str, state: PowerState = PowerState.RUNNING) -> None:
         """Run an instance nobody asked for (an orphan left by a lost delete, say)."""
         self.instances[instance_id] = InstanceInfo(instance_id, state, 1, 512)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     async def host_resources(self) -> HostResources:
         return HostResources("fake", self.vcpus, self.ram_mb, self.disk_gb)

@@ -80,18 +80,26 @@ class ComputeFleet(Actor):
             "hypervisor": all(a.readiness().get("hypervisor", True) for a in self.agents),
         }
 
+    async def close(self) -> None:
+        for agent in self.agents:
+            await agent.close()
+
     async def tick(self, ctx: Context) -> None:
         slot = self._ticks % self._slots
         self._ticks += 1
         due = self.agents[slot :: self._slots]
+        # Hosts whose driver noticed a power change report now, whatever their slot.
+        due += [a for a in self.agents if a.power_changed and a not in due]
         if not due:  # fewer hosts than slots: this tick's slot is empty
             return
         if len(self.agents) == 1:
             await due[0].report(ctx)  # exactly what a lone agent sends
             return
         for first in range(0, len(due), REPORT_BATCH):
-            states = [await a.state(ctx) for a in due[first : first + REPORT_BATCH]]
-            await ctx.emit(HostsStateReported(reporter=self.base_host, hosts=states))
+            states = [await a.reachable_state(ctx) for a in due[first : first + REPORT_BATCH]]
+            reached = [s for s in states if s is not None]
+            if reached:
+                await ctx.emit(HostsStateReported(reporter=self.base_host, hosts=reached))
 
 
 def build_fleet(

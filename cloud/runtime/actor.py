@@ -170,5 +170,8 @@ class Actor:
         """Per-capability readiness reported in heartbeats; override to say more."""
         return {"consuming": True}
 
+    async def close(self) -> None:
+        """Release what the actor holds (a hypervisor connection); called once it has stopped."""
+
     async def tick(self, ctx: Context) -> None:
         """Periodic work (a sweep, a reconciliation) in its own unit of work."""

@@ -118,6 +118,11 @@ class Supervisor:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        for actor in self._actors:
+            try:
+                await actor.close()
+            except Exception:  # one actor's failed cleanup must not keep the others open
+                log.exception("actor.close_failed", actor=actor.name)
         if self._relay is not None and relay_task is not None:
             self._relay.stop()
             try:

@@ -12,7 +12,8 @@ from typing import ClassVar
 import pytest
 import structlog
 
-from agents.compute.choice import DriverUnavailable, choose_driver
+from agents.compute.base import WhenHypervisorAnswers
+from agents.compute.choice import DriverChoice, DriverUnavailable, choose_driver
 from agents.compute.driver import InstanceInfo, InstanceSpec, PowerState
 from agents.compute.fake import FakeDriver
 from agents.compute.fleet import ComputeFleet, build_fleet, host_names
@@ -81,7 +82,7 @@ def test_a_fleet_binds_every_host_on_one_queue() -> None:
     ]
     spawn = SpawnInstance(instance_id="x", name="x", flavor=TINY, image_ref="i")
     handler = fleet.route(spawn, "compute.node-2")
-    assert handler is not None and getattr(handler, "__self__", None) is fleet.agents[1]
+    assert isinstance(handler, WhenHypervisorAnswers) and handler.agent is fleet.agents[1]
     assert fleet.route(spawn, "compute.elsewhere") is None
     assert fleet.route(DestroyInstance(instance_id="x"), "compute.node-3") is not None
     with pytest.raises(ValueError):
@@ -146,13 +147,22 @@ async def test_reports_are_stored_when_not_publish_only(store: Store) -> None:
 
 def test_driver_choice() -> None:
     assert choose_driver("fake", "test:///default").driver == "fake"
-    auto = choose_driver("auto", "test:///default")
-    assert auto.driver == "fake" and auto.reason.startswith("auto:")
-    with pytest.raises(DriverUnavailable, match="not part of this build"):
-        choose_driver("libvirt", "test:///default")
+    assert choose_driver("auto", "test:///default") == DriverChoice(
+        "libvirt", "auto: libvirt answers at test:///default"
+    )
+    absent = choose_driver("auto", "qemu+unix:///system?socket=/nonexistent/sock")
+    assert absent.driver == "fake" and "nonexistent" in absent.reason
+    # Asked for by name, libvirt is taken even when its daemon is down: the agent waits for it.
+    assert choose_driver("libvirt", "qemu+unix:///system?socket=/nonexistent/sock").driver == (
+        "libvirt"
+    )
+    with pytest.raises(DriverUnavailable, match="unknown compute driver"):
+        choose_driver("xen", "test:///default")
 
 
-def test_run_compute_with_libvirt_fails_at_start_with_a_clear_message(tmp_path: Path) -> None:
+def test_run_compute_refuses_an_instances_dir_qemu_cannot_reach(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
     # A subprocess, as users run it: the CLI configures logging for the whole process.
     result = cli(
         "run",
@@ -161,10 +171,13 @@ def test_run_compute_with_libvirt_fails_at_start_with_a_clear_message(tmp_path: 
         "libvirt",
         "--state-dir",
         str(tmp_path),
-        env={"AIOSTACK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        env={
+            "AIOSTACK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "AIOSTACK_INSTANCES_DIR": str(private / "instances"),
+        },
     )
     assert result.returncode != 0
-    assert "libvirt compute driver is not part of this build" in result.stdout + result.stderr
+    assert f"{private} is not searchable by other users" in result.stdout + result.stderr
 
 
 def test_settings_reach_the_conductor_and_the_runtime() -> None:

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.compute.driver import DriverError, InstanceNotFound, InstanceSpec, PowerState
+from agents.compute.driver import (
+    DriverError,
+    HypervisorUnavailable,
+    InstanceNotFound,
+    InstanceSpec,
+    PowerState,
+)
 from agents.compute.drivers.host import image_info
 from agents.compute.drivers.image_cache import (
     HttpImageSource,
@@ -36,8 +42,17 @@ TINY = FlavorSpec(id="1", name="m1.tiny", vcpus=1, ram_mb=128, disk_gb=1)
 BIGGER = FlavorSpec(id="2", name="m1.small", vcpus=2, ram_mb=192, disk_gb=2)
 
 
-def qcow2(path: Path, size: str = "16M") -> Path:
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True)
+# What the firmware looks for in a disk's first sector, and what QEMU looks for in a kernel.
+BOOT_SECTOR = bytes(510) + b"\x55\xaa"
+FAKE_KERNEL = bytes(0x202) + b"HdrS" + b"not really a kernel"
+
+
+def qcow2(path: Path, size: str = "16M", *, first_sector: bytes = BOOT_SECTOR) -> Path:
+    raw = path.with_suffix(".raw")
+    raw.write_bytes(first_sector)
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(path)], check=True)
+    subprocess.run(["qemu-img", "resize", "-q", str(path), size], check=True)
+    raw.unlink()
     return path
 
 
@@ -54,8 +69,19 @@ def instances_dir() -> Iterator[Path]:
 def images(tmp_path: Path) -> LocalImageSource:
     source = LocalImageSource()
     kernel = tmp_path / "vmlinuz"
-    kernel.write_bytes(b"not really a kernel")
+    kernel.write_bytes(FAKE_KERNEL)
     source.add(kernel, ImageMeta("kernel", "aki", "aki"))
+    text = tmp_path / "readme"
+    text.write_bytes(b"a text file, not a kernel\n" * 100)
+    source.add(text, ImageMeta("text", "aki", "aki"))
+    source.add(
+        qcow2(tmp_path / "textkernel.qcow2"),
+        ImageMeta("textkernel", "qcow2", "bare", properties={"kernel_id": "text"}),
+    )
+    source.add(
+        qcow2(tmp_path / "blank.qcow2", first_sector=bytes(512)),
+        ImageMeta("blank", "qcow2", "bare"),
+    )
     source.add(qcow2(tmp_path / "disk.qcow2"), ImageMeta("disk", "qcow2", "bare"))
     source.add(
         qcow2(tmp_path / "direct.qcow2"),
@@ -103,12 +129,18 @@ async def test_spawn_runs_and_is_idempotent(driver: LibvirtDriver) -> None:
 async def test_direct_kernel_boot_copies_the_kernel(driver: LibvirtDriver) -> None:
     s = spec("direct")
     await driver.spawn(s)
-    assert driver.files(s.instance_id).kernel.read_bytes() == b"not really a kernel"
+    assert driver.files(s.instance_id).kernel.read_bytes() == FAKE_KERNEL
 
 
 @pytest.mark.parametrize(
     ("image", "why"),
-    [("kernel", "not bootable"), ("badkernel", "not a kernel"), ("nope", "not found")],
+    [
+        ("kernel", "not bootable"),
+        ("badkernel", "not a kernel"),
+        ("nope", "not found"),
+        ("textkernel", "its kernel text is not a bootable kernel"),
+        ("blank", "names no kernel .* no boot sector"),
+    ],
 )
 async def test_unbootable_image_fails_and_leaves_nothing(
     driver: LibvirtDriver, image: str, why: str
@@ -255,7 +287,7 @@ async def test_lifecycle_events_reach_the_loop(driver: LibvirtDriver) -> None:
     assert event == (iid, PowerState.PAUSED)
 
 
-async def test_libvirtd_unreachable_is_a_driver_error(
+async def test_libvirtd_unreachable_is_hypervisor_unavailable(
     instances_dir: Path, images: LocalImageSource
 ) -> None:
     drv = LibvirtDriver(
@@ -264,9 +296,9 @@ async def test_libvirtd_unreachable_is_a_driver_error(
         image_source=images,
     )
     for attempt in (drv.list_instances, drv.host_resources):
-        with pytest.raises(DriverError, match="libvirt"):
+        with pytest.raises(HypervisorUnavailable, match="nonexistent"):
             await attempt()
-    with pytest.raises(DriverError):
+    with pytest.raises(HypervisorUnavailable):
         await drv.spawn(spec())
     assert os.listdir(instances_dir) == []
     await drv.close()
@@ -391,6 +423,8 @@ async def image_api() -> AsyncIterator[tuple[str, list[str]]]:
 
     async def show(request: web.Request) -> web.Response:
         tokens.append(request.headers.get("X-Auth-Token", ""))
+        if tokens[-1] == "expired":
+            return web.json_response({}, status=401)
         record = records.get(request.match_info["id"])
         return web.json_response(record) if record else web.json_response({}, status=404)
 
@@ -414,12 +448,22 @@ async def test_http_image_source_and_cache(
 ) -> None:
     url, tokens = image_api
 
-    async def token() -> str:
-        return "tok-1"
+    class Auth:
+        current = "expired"
 
-    cache = ImageCache(tmp_path / "_base", HttpImageSource(url, token))
+        async def image_url(self) -> str:
+            return url
+
+        async def token(self) -> str:
+            return self.current
+
+        def forget(self) -> None:
+            self.current = "tok-1"
+
+    cache = ImageCache(tmp_path / "_base", HttpImageSource(Auth()))
     meta = await cache.source.describe("good")
-    assert meta.properties == {"kernel_id": "k"} and tokens == ["tok-1"]
+    # The refused token was renewed and the request tried again.
+    assert meta.properties == {"kernel_id": "k"} and tokens == ["expired", "tok-1"]
     path = await cache.fetch(meta)
     assert path.read_bytes() == b"image bytes " * 1000
     assert await cache.fetch(meta) == path  # cached: downloaded once

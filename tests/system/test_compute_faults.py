@@ -67,6 +67,7 @@ class Cloud:
             "AIOSTACK_LOG_FORMAT": "json",
             "AIOSTACK_ARGON2_MEMORY_KIB": "1024",
             "AIOSTACK_ARGON2_TIME_COST": "1",
+            "AIOSTACK_COMPUTE_DRIVER": "fake",
             "AIOSTACK_FAKE_HOSTS": str(FAKE_HOSTS),
             "AIOSTACK_COMPUTE_REPORT_INTERVAL_S": "1",
         }

@@ -80,3 +80,20 @@ async def grow(disk: Path, size_gb: int) -> None:
 async def convert(src: Path, dest: Path, fmt: str = "qcow2") -> None:
     """A standalone copy of ``src`` (its backing chain flattened) in ``fmt``."""
     await qemu_img("convert", "-U", "-O", fmt, str(src), str(dest))
+
+
+def is_linux_kernel(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (its first 0x206 bytes) is a kernel QEMU can boot
+    directly: an x86 Linux boot image ("HdrS" at 0x202) or an ELF executable (PVH)."""
+    return head[0x202:0x206] == b"HdrS" or head[:4] == b"\x7fELF"
+
+
+async def has_boot_sector(disk: Path, fmt: str, scratch: Path) -> bool:
+    """Whether the guest-visible first sector of ``disk`` ends with the BIOS boot signature
+    0x55AA (an MBR, or GPT's protective MBR); read through qemu-img, so qcow2 works too."""
+    await qemu_img("dd", "-f", fmt, "-O", "raw", "bs=512", "count=1", f"if={disk}", f"of={scratch}")
+    try:
+        sector = await asyncio.to_thread(scratch.read_bytes)
+    finally:
+        await asyncio.to_thread(scratch.unlink, missing_ok=True)
+    return sector[510:512] == b"\x55\xaa"

@@ -1,10 +1,11 @@
 """Where the libvirt driver gets images: an :class:`ImageSource` (the image service over HTTP, or
 local files in tests) and an :class:`ImageCache` of base files on the host.
 
-The agent never touches the database, so images come over HTTP from the gateway's image API with a
-token the agent supplies (``HttpImageSource``). The cache downloads each image once, to a temporary
-name renamed into place when complete and verified (a crash mid-download leaves no half image that
-looks whole), one download per image at a time however many instances ask.
+The agent never touches the database, so images come over HTTP from the image API, with the
+agent's own credentials (``HttpImageSource`` over an :class:`ImageApiAuth`). The cache downloads
+each image once, to a temporary name renamed into place when complete and verified (a crash
+mid-download leaves no half image that looks whole), one download per image at a time however
+many instances ask.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,23 +75,41 @@ class ImageSource(Protocol):
         ...
 
 
+class ImageApiAuth(Protocol):
+    """Where the image API is and a token for it (asked per request: tokens expire)."""
+
+    async def image_url(self) -> str:
+        """The image API's v2 root, ``.../v2``."""
+        ...
+
+    async def token(self) -> str: ...
+
+    def forget(self) -> None:
+        """The token was refused: get a new one next time."""
+        ...
+
+
 class HttpImageSource:
-    """The image API (``<gateway>/image/v2``) with a token from ``token()`` (called per request,
-    so it can renew an expiring one)."""
+    """The image API over HTTP. A refused token (401) is renewed and the request tried once more."""
 
-    def __init__(self, base_url: str, token: Callable[[], Awaitable[str]]) -> None:
-        self._base = base_url.rstrip("/")
-        self._token = token
+    def __init__(self, auth: ImageApiAuth) -> None:
+        self._auth = auth
 
-    async def _headers(self) -> dict[str, str]:
-        return {"X-Auth-Token": await self._token()}
+    @asynccontextmanager
+    async def _get(self, http: aiohttp.ClientSession, path: str) -> AsyncIterator[Any]:
+        for attempt in (1, 2):
+            url = f"{(await self._auth.image_url()).rstrip('/')}{path}"
+            async with http.get(url, headers={"X-Auth-Token": await self._auth.token()}) as resp:
+                if resp.status == 401 and attempt == 1:
+                    self._auth.forget()
+                    continue
+                yield resp
+                return
 
     async def describe(self, image_id: str) -> ImageMeta:
         async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http:
             try:
-                async with http.get(
-                    f"{self._base}/images/{image_id}", headers=await self._headers()
-                ) as resp:
+                async with self._get(http, f"/images/{image_id}") as resp:
                     if resp.status != 200:
                         raise ImageUnavailable(f"image {image_id}: {resp.status} from image API")
                     return ImageMeta.from_glance(await resp.json())
@@ -99,9 +119,7 @@ class HttpImageSource:
     async def download(self, image_id: str, dest: Path) -> None:
         async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http:
             try:
-                async with http.get(
-                    f"{self._base}/images/{image_id}/file", headers=await self._headers()
-                ) as resp:
+                async with self._get(http, f"/images/{image_id}/file") as resp:
                     if resp.status != 200:
                         raise ImageUnavailable(f"image {image_id} data: {resp.status}")
                     f = await asyncio.to_thread(open, dest, "wb")

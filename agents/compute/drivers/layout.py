@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,3 +69,21 @@ def load_config(text: str) -> DomainConfig:
     raw = json.loads(text)
     boot = raw.pop("boot", None)
     return DomainConfig(**raw, boot=DirectBoot(**boot) if boot else None)
+
+
+def check_instances_dir(path: Path) -> str | None:
+    """Create ``path`` if needed; None when the QEMU process (another user) can reach files in it,
+    else why not. libvirt hands each disk to that user but not the directories above it, so a
+    directory under /root or a private temporary directory fails every boot with an opaque
+    "Permission denied" from QEMU; better to refuse at start and say which directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create it: {exc}"
+    for directory in (path, *path.parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return (
+                f"{directory} is not searchable by other users (the QEMU user among them); "
+                "choose another instances_dir or chmod o+x it"
+            )
+    return None

@@ -9,7 +9,8 @@ asyncio loop, where :attr:`LibvirtDriver.on_power_change` hears the instance's n
 (a guest that shuts itself down, a domain killed behind our back).
 
 The connection opens on first use and reopens after libvirtd went away, so an agent started
-before libvirtd (or across a libvirtd restart) only sees :class:`DriverError` meanwhile. The
+before libvirtd (or across a libvirtd restart) only sees :class:`HypervisorUnavailable` meanwhile
+(and waits; an error of a live connection is a :class:`DriverError`). The
 operations themselves are in :mod:`.lifecycle` and :mod:`.reshape`, over the primitives here.
 """
 
@@ -34,8 +35,10 @@ from agents.compute.driver import (
     ConsoleUnavailable,
     DriverError,
     HostResources,
+    HypervisorUnavailable,
     InstanceInfo,
     InstanceNotFound,
+    PowerCallback,
     PowerState,
 )
 from agents.compute.drivers.domain_xml import parse_domain
@@ -46,7 +49,6 @@ from agents.compute.drivers.reshape import ReshapeOps
 
 log = structlog.get_logger("aiostack.compute.libvirt")
 T = TypeVar("T")
-PowerCallback = Callable[[str, PowerState], None]
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: PowerState.NOSTATE,
@@ -133,9 +135,22 @@ class LibvirtDriver(ReshapeOps):
             code = exc.get_error_code()
             if code == libvirt.VIR_ERR_NO_DOMAIN:
                 raise InstanceNotFound(str(exc)) from exc
-            if code in _CONNECTION_ERRORS:
-                self._conn = None
-            raise DriverError(f"libvirt: {exc.get_error_message() or exc}") from exc
+            message = exc.get_error_message() or str(exc)
+            if code in _CONNECTION_ERRORS and not await self._alive():
+                self._conn = None  # the next call reconnects
+                raise HypervisorUnavailable(f"libvirt at {self.uri}: {message}") from exc
+            raise DriverError(f"libvirt: {message}") from exc
+
+    async def _alive(self) -> bool:
+        """Whether the connection still stands (a system error may be a file's, not libvirtd's)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            return bool(await loop.run_in_executor(self._executor, conn.isAlive))
+        except libvirt.libvirtError:
+            return False
 
     def _open_sync(self) -> Any:
         _ensure_event_loop()

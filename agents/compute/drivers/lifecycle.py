@@ -112,6 +112,11 @@ class LifecycleOps:
                     f"not a {role} ({fmt})"
                 )
             cached = await self.images.fetch(part)
+            if role == "kernel" and not host.is_linux_kernel(await _head(cached)):
+                raise DriverError(
+                    f"image {meta.id}: its kernel {image_id} is not a bootable kernel "
+                    "(neither a Linux boot image nor ELF)"
+                )
             await asyncio.to_thread(shutil.copyfile, cached, dest)
             parts[role] = dest
         return DirectBoot(
@@ -132,6 +137,14 @@ class LifecycleOps:
         await asyncio.to_thread(files.root.mkdir, mode=0o755, parents=True, exist_ok=True)
         boot = await self._boot_files(meta, files)
         base = await self.images.fetch(meta)
+        # Without a kernel the firmware boots the disk; one without a boot sector would leave an
+        # "ACTIVE" guest stuck in the BIOS forever: refuse it, saying why.
+        scratch = files.root / "first-sector"
+        if boot is None and not await host.has_boot_sector(base, meta.disk_format, scratch):
+            raise DriverError(
+                f"image {meta.id} is not bootable: it names no kernel (kernel_id) and its disk "
+                "has no boot sector"
+            )
         await asyncio.to_thread(files.disk.unlink, missing_ok=True)
         await host.create_overlay(base, meta.disk_format, files.disk, spec.flavor.disk_gb)
         return DomainConfig(
@@ -317,3 +330,11 @@ class LifecycleOps:
             return load_config(await asyncio.to_thread(files.config.read_text))
         except FileNotFoundError:
             raise DriverError(f"instance {instance_id} has no record of its domain here") from None
+
+
+async def _head(path: Path, size: int = 0x206) -> bytes:
+    def read() -> bytes:
+        with path.open("rb") as f:
+            return f.read(size)
+
+    return await asyncio.to_thread(read)
