@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the services aiostack's tests and benchmarks need are installed, running and reachable:
 #   PostgreSQL on 127.0.0.1:5432 (user "postgres", no password) and RabbitMQ on 127.0.0.1:5672
-#   (guest/guest). Also installs python3-venv when `python3 -m venv` cannot work.
+#   (guest/guest). Also installs python3-venv when `python3 -m venv` cannot work, and what the
+#   console page's browser test needs: Chromium (driven by playwright) and npm (to fetch noVNC).
 #
 # Idempotent and fast (well under a second) when everything is already up. Needs no systemd.
 # Installing or starting anything needs root (or sudo). Exits non-zero, loudly, if a service does not
@@ -52,6 +53,9 @@ if ! command -v python3 >/dev/null; then
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# Any npm will do (NodeSource's nodejs bundles one and conflicts with Debian's npm package).
+command -v npm >/dev/null || missing+=(npm)
 
 if ((${#missing[@]})); then
     command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get to install them"

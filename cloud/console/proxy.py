@@ -8,13 +8,15 @@
   TCP connection to the bound VNC address carries the bytes both ways (``binary`` subprotocol).
 
 A refused token is an HTTP 403 before the upgrade, so the client learns it at once; an unreachable
-VNC server a 502. Origin is checked as Nova does: a browser page of another site may not open it.
+VNC server a 502. Origin is checked as Nova does: a browser page of another site may not open it,
+unless ``console_allowed_origins`` names that site's host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,8 +30,23 @@ from cloud.store.db import Store
 
 log = structlog.get_logger("aiostack.console")
 
+
+@dataclass(frozen=True)
+class Origins:
+    """Which browser pages may open a console, besides the proxy's own (Nova's origin check)."""
+
+    hosts: frozenset[str] = frozenset()  # console_allowed_origins: host names of other sites
+    scheme: str = "http"  # of the console URLs: an https console refuses an http page
+
+    @classmethod
+    def of(cls, settings: Settings) -> Origins:
+        scheme = urlsplit(settings.console_base_url()).scheme.lower() or "http"
+        return cls(frozenset(h.lower() for h in settings.console_allowed_origins), scheme)
+
+
 STORE = web.AppKey("store", Store)
 NOVNC_DIR = web.AppKey("novnc_dir", Path)
+ORIGINS = web.AppKey("origins", Origins)
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT_S = 10.0
 
@@ -38,9 +55,9 @@ def novnc_dir(settings: Settings) -> Path:
     return (settings.console_novnc_dir or settings.state_dir / "novnc").resolve()
 
 
-def build_app(store: Store, novnc: Path) -> web.Application:
+def build_app(store: Store, novnc: Path, origins: Origins | None = None) -> web.Application:
     app = web.Application()
-    app[STORE], app[NOVNC_DIR] = store, novnc
+    app[STORE], app[NOVNC_DIR], app[ORIGINS] = store, novnc, origins or Origins()
     app.router.add_get("/", _root)
     app.router.add_get("/websockify", _websocket)
     app.router.add_get("/vnc_lite.html", _page)
@@ -74,12 +91,18 @@ async def _novnc_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(target)
 
 
-def _origin_ok(request: web.Request) -> bool:
-    """Nova's check: a browser's Origin must name the host the page was served from."""
-    origin = request.headers.get("Origin")
-    if not origin or origin == "null":
-        return True  # not a browser (or a file:// page): no cross-site request to stop
-    return urlsplit(origin).netloc.lower() == request.host.lower()
+def origin_ok(origin: str | None, host: str, allowed: Origins) -> bool:
+    """Nova's check: a browser's Origin must be the page's own (``host``, the request's Host) or
+    name a host in ``allowed``, and its scheme must be the console URLs' (http for ws, https for
+    wss), so an http page cannot drive an https console."""
+    if origin is None:
+        return True  # not a browser: no cross-site request to stop
+    parts = urlsplit(origin)
+    if {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme) != allowed.scheme:
+        return False  # also "null" (a sandboxed or file:// page), as in Nova
+    if parts.netloc.lower() == host.lower():
+        return True  # the same origin (stricter than Nova, which ignores the port)
+    return (parts.hostname or "") in allowed.hosts
 
 
 async def _still_there(store: Store, target: ConsoleTarget) -> bool:
@@ -97,7 +120,7 @@ async def _still_there(store: Store, target: ConsoleTarget) -> bool:
 async def _websocket(request: web.Request) -> web.StreamResponse:
     if not _is_upgrade(request):
         raise web.HTTPBadRequest(text="websocket upgrade expected")
-    if not _origin_ok(request):
+    if not origin_ok(request.headers.get("Origin"), request.host, request.app[ORIGINS]):
         log.warning("console.origin_refused", origin=request.headers.get("Origin"))
         raise web.HTTPForbidden(text="origin not allowed")
     store = request.app[STORE]
@@ -174,7 +197,8 @@ class ConsoleProxy:
 
     async def run(self, stop: asyncio.Event) -> None:
         novnc = novnc_dir(self.settings)
-        runner = web.AppRunner(build_app(self.store, novnc), access_log=None, handle_signals=False)
+        app = build_app(self.store, novnc, Origins.of(self.settings))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = self.settings.console_proxy_listen.rpartition(":")
         site = web.TCPSite(runner, host or None, int(port), reuse_address=True)

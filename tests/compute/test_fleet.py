@@ -98,6 +98,22 @@ async def test_a_lone_host_reports_once_per_interval_and_its_idle_ticks_are_quie
     assert len(buffer.messages) == 2
 
 
+async def test_a_power_change_the_driver_notices_is_reported_at_the_next_tick() -> None:
+    driver = FakeDriver()
+    fleet = build_fleet("solo", 1, lambda _: driver, report_interval_s=5.0)
+    await driver.spawn(InstanceSpec("vm", "vm", TINY, "img"))
+    clock = SystemClock()
+    buffer = PublishAfterSuccess("test", clock, None)
+    for _ in range(2):  # the slot's report, then a quiet tick
+        await fleet.tick(Context(None, buffer, clock, structlog.get_logger(), None))
+    assert len(buffer.messages) == 1
+    driver.set_power_state("vm", PowerState.SHUTDOWN)  # the guest powered itself off
+    await fleet.tick(Context(None, buffer, clock, structlog.get_logger(), None))
+    assert len(buffer.messages) == 2, "the change waited for the host's next slot"
+    await fleet.tick(Context(None, buffer, clock, structlog.get_logger(), None))
+    assert len(buffer.messages) == 2  # once
+
+
 async def test_servers_spread_over_a_fleet_and_land_on_their_hosts_driver(
     bus: Bus, store: Store
 ) -> None:

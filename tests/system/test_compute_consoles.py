@@ -63,6 +63,7 @@ def vnc_cloud(tmp_path_factory: pytest.TempPathFactory, guest_vnc: int) -> Itera
         tmp_path_factory.mktemp("vnc-cloud"),
         database,
         fake_vnc_address=f"127.0.0.1:{guest_vnc}",
+        console_allowed_origins='["dashboard.example"]',
     )  # start_cloud gives the console proxy a free port of its own
     try:
         yield running
@@ -109,13 +110,15 @@ def websocket_url(console_url: str, **extra: str) -> str:
     return f"ws://{parts.netloc}/?{query}"
 
 
-def first_bytes(ws_url: str) -> bytes | int:
-    """What the proxy relays first from the guest, or the HTTP status that refused the upgrade."""
+def first_bytes(ws_url: str, origin: str | None = None) -> bytes | int:
+    """What the proxy relays first from the guest, or the HTTP status that refused the upgrade
+    (``origin``: the Origin header a browser page would send)."""
+    headers = {"Origin": origin} if origin else {}
 
     async def go() -> bytes | int:
         async with aiohttp.ClientSession() as http:
             try:
-                async with http.ws_connect(ws_url, protocols=("binary",)) as ws:
+                async with http.ws_connect(ws_url, protocols=("binary",), headers=headers) as ws:
                     msg = await ws.receive(timeout=30)
                     assert msg.type == aiohttp.WSMsgType.BINARY, msg
                     return bytes(msg.data)
@@ -145,6 +148,23 @@ def test_console_url_show_novnc_opens_the_guest_once(vnc_cloud: RunningCloud, se
     ws_url = websocket_url(shown["url"])
     assert first_bytes(ws_url) == BANNER
     assert first_bytes(ws_url) == 403  # the same token again
+
+
+def test_only_pages_of_this_proxy_or_allowed_origins_open_consoles(
+    server: str, compute: Any
+) -> None:
+    own = "http://" + urlsplit(novnc_url(compute, server)).netloc
+    cases = {
+        own: BANNER,  # the console page itself
+        "http://dashboard.example:8080": BANNER,  # console_allowed_origins (a host name)
+        "http://evil.example": 403,
+        own.replace("http:", "https:"): 403,  # the console URLs are http
+        "null": 403,  # a sandboxed frame of any site
+    }
+    seen = {
+        origin: first_bytes(websocket_url(novnc_url(compute, server)), origin) for origin in cases
+    }
+    assert seen == cases
 
 
 def test_an_expired_token_is_refused(vnc_cloud: RunningCloud, server: str, compute: Any) -> None:
