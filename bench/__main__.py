@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 import asyncpg
 
-from bench import api, baselines, compute, image, pipeline, report
+from bench import api, baselines, compute, image, libvirt_boot, pipeline, report
 from bench.config import Settings, parse
 from bench.database import fresh_database
 from bench.stats import Result
@@ -128,6 +128,9 @@ async def run(settings: Settings) -> list[Result]:
         scale = compute.Scale.quick() if settings.quick else compute.Scale()
         step = lambda: compute.measure(settings.database_url, settings.amqp_url, scale)  # noqa: E731
         results += await _guarded("compute at scale", "compute", step)
+    if "libvirt" in groups:  # its own database, aiostack process and guests (bench/libvirt_boot.py)
+        step = lambda: libvirt_boot.measure(settings.database_url, settings.boots)  # noqa: E731
+        results += await _guarded("libvirt boot", "libvirt", step)
     return results
 
 
@@ -155,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
     if "compute" in settings.groups:
         print(compute.targets(results))
+        print()
+    if "libvirt" in settings.groups:
+        print(libvirt_boot.targets(results))
         print()
     print(report.notes(results))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

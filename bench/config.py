@@ -24,7 +24,10 @@ GROUPS = (
     "api",  # the identity API beside a bare aiohttp handler (bench/api.py)
     "image",  # image data through the gateway beside a raw file copy (bench/image.py)
     "compute",  # 1,000 fake hosts: boots, deletes, detail list, scheduling (bench/compute.py)
+    "libvirt",  # real guests: aiostack's boot beside plain libvirt-python (bench/libvirt_boot.py)
 )
+# Run only when asked for with --only: they need root and libvirtd, and boot real guests.
+OPT_IN = ("libvirt",)
 ALIASES = {
     "baselines": ("baseline-amqp", "baseline-pg"),
     "inproc": ("inproc-throughput", "inproc-paced"),
@@ -67,6 +70,8 @@ class Settings:
     image_mib: int = 1024
     # The "compute" group (bench/compute.py): --quick runs it at a smoke-test scale.
     quick: bool = False
+    # The "libvirt" group (bench/libvirt_boot.py): timed boots of each kind.
+    boots: int = 3
 
     @property
     def paced_events(self) -> int:
@@ -170,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
         help="api: concurrent connections, one cell each (default 1,8,32)",
     )
     add("--image-mib", type=int, help="image: MiB moved each way (default 1024; 256 with --quick)")
+    add("--boots", type=int, default=3, help="libvirt: timed boots of each kind (default 3)")
     add("--database-url", help="admin DSN (default: env AIOSTACK_BENCH_DATABASE_URL, local)")
     add("--amqp-url", help="broker URL (default: env AIOSTACK_BENCH_AMQP_URL, local)")
     return p
@@ -198,6 +204,8 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     for flag, value in counts.items():
         if value < 1:
             p.error(f"--{flag} must be at least 1")
+    if args.boots < 1:
+        p.error("--boots must be at least 1")
     if args.rate <= 0 or seconds <= 0:
         p.error("--rate and --seconds must be positive")
     api_seconds = args.api_seconds if args.api_seconds is not None else (1.5 if args.quick else 5.0)
@@ -228,11 +236,12 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         outbox_batch=args.outbox_batch,
         outbox_partitions=args.outbox_partitions,
         pool_size=args.pool_size,
-        groups=_expand(args.only) if args.only else GROUPS,
+        groups=_expand(args.only) if args.only else tuple(g for g in GROUPS if g not in OPT_IN),
         timeout_s=args.timeout,
         api_seconds=api_seconds,
         api_warmup=0.5 if args.quick else 1.0,
         api_concurrency=args.api_concurrency,
         image_mib=args.image_mib or (256 if args.quick else 1024),
         quick=args.quick,
+        boots=args.boots,
     )

@@ -85,13 +85,21 @@ def make_compute(settings: Settings) -> ComputeFleet:
         requested=settings.compute_driver,
     )
     if choice.driver == "libvirt":  # one real hypervisor: fake_hosts is the fake's alone
-        driver = make_libvirt_driver(settings)
-        return build_fleet(
-            settings.host,
-            1,
-            lambda _host: driver,
-            report_interval_s=settings.compute_report_interval_s,
-        )
+        try:
+            driver = make_libvirt_driver(settings)
+        except DriverUnavailable as exc:
+            if settings.compute_driver != "auto":
+                raise
+            # auto promised a cloud that starts: a newcomer's `aiostack up` must not fail
+            # because libvirtd happens to run but the instances directory is not usable.
+            log.warning("compute.driver_chosen", driver="fake", reason=f"auto: {exc}")
+        else:
+            return build_fleet(
+                settings.host,
+                1,
+                lambda _host: driver,
+                report_interval_s=settings.compute_report_interval_s,
+            )
 
     def fake(_host: str) -> ComputeDriver:
         return FakeDriver(

@@ -1,5 +1,6 @@
 """The compute agent over a LibvirtDriver whose libvirtd is away: it says it is not ready, sends no
 host report, holds its commands, and carries on once libvirtd answers (nothing failed, nothing lost).
+And the choice of driver on a machine where libvirtd runs.
 
 "Away" and "back" without stopping the machine's libvirtd (other tests use it): the agent's URI
 names a socket path that is missing at first and then becomes a symlink to libvirtd's socket.
@@ -18,8 +19,12 @@ import pytest
 import structlog
 
 from agents.compute.agent import ComputeAgent
+from agents.compute.choice import DriverUnavailable
 from agents.compute.drivers.image_cache import LocalImageSource
 from agents.compute.drivers.libvirt import LibvirtDriver
+from agents.compute.fake import FakeDriver
+from cloud.config import Settings
+from cloud.node import make_compute
 from cloud.runtime.actor import Context
 from cloud.runtime.clock import SystemClock
 from cloud.runtime.consumer import PublishAfterSuccess
@@ -101,3 +106,17 @@ async def test_an_agent_without_libvirtd_waits_for_it_and_loses_nothing(
     report = sent(emitted)[-1]
     assert isinstance(report, HostStateReported) and report.host == "away"
     assert report.vcpus > 0 and report.ram_mb > 0
+
+
+def test_auto_keeps_the_fake_driver_when_the_instances_dir_is_unusable(
+    libvirtd: Path, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"  # pytest's tmp is 0700: the QEMU user cannot get in
+    private.mkdir(mode=0o700)
+    settings = Settings(
+        compute_driver="auto", libvirt_uri="qemu:///system", instances_dir=private / "instances"
+    )
+    fleet = make_compute(settings)
+    assert isinstance(fleet.agents[0].driver, FakeDriver)
+    with pytest.raises(DriverUnavailable, match="not searchable by other users"):
+        make_compute(settings.model_copy(update={"compute_driver": "libvirt"}))

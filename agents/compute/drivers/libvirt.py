@@ -195,6 +195,14 @@ class LibvirtDriver(ReshapeOps):
             task.cancel()
         self._executor.shutdown(wait=False)
 
+    async def destroy(self, instance_id: str) -> None:
+        """Remove the instance, then the cached images no instance uses any more (past the
+        cache's grace period: a base fetched minutes ago may be about to serve a spawn)."""
+        await super().destroy(instance_id)
+        removed = await self.prune_image_cache()
+        if removed:
+            log.info("libvirt.image_cache_pruned", images=removed)
+
     # -- names and lookups ---------------------------------------------------------------------
 
     def domain_name(self, instance_id: str) -> str:
