@@ -1,9 +1,10 @@
 """Real guests through the real clients: ``aiostack up`` with the libvirt driver on the machine's
 libvirtd (started by scripts/ensure-libvirt.sh), the test guest of scripts/test-image.sh uploaded
 with ``--cloud``, and ``openstack`` driving it: create, console log, noVNC console through the
-proxy, a domain killed behind our back, start, reboot, snapshot, stop, delete.
+proxy, a domain killed behind our back, start, reboot, pause, suspend, resize, snapshot, stop,
+delete.
 
-Each boot costs ~5 s under TCG: the one guest boots three times in all. The cloud has its own
+Each boot costs ~5 s under TCG: the one guest boots four times in all. The cloud has its own
 instances directory and domain prefix, so other clouds on this libvirtd are not its business.
 """
 
@@ -189,6 +190,26 @@ def test_a_real_guest_through_the_openstack_cli(
     cloud.openstack("server", "reboot", "--wait", sid)  # boot 3: ACPI off (the guest obliges), on
     out = lc.wait_console(sid, READY)
     assert out.count(lc.marker) == 1  # the log restarts with each boot
+
+    # Memory states: no boots.
+    cloud.openstack("server", "pause", sid)
+    lc.wait_status(sid, "PAUSED")
+    assert virsh("domstate", lc.prefix + sid).strip() == "paused"
+    cloud.openstack("server", "unpause", sid)
+    lc.wait_status(sid, "ACTIVE")
+    cloud.openstack("server", "suspend", sid)  # managed save: memory to disk, domain off
+    lc.wait_status(sid, "SUSPENDED")
+    assert virsh("domstate", lc.prefix + sid).strip() == "shut off"
+    cloud.openstack("server", "resume", sid)
+    lc.wait_status(sid, "ACTIVE")
+    assert virsh("domstate", lc.prefix + sid).strip() == "running"
+
+    # Cold resize to a bigger flavor (boot 4): the domain gets the new flavor's memory.
+    cloud.openstack("server", "resize", "--flavor", "m1.tiny", "--wait", sid)
+    assert lc.wait_status(sid, "VERIFY_RESIZE")["flavor"]["name"] == "m1.tiny"
+    cloud.openstack("server", "resize", "confirm", sid)
+    lc.wait_status(sid, "ACTIVE")
+    assert "512 MiB" in virsh("dominfo", lc.prefix + sid).replace("524288 KiB", "512 MiB")
 
     snapshot = cloud.openstack("server", "image", "create", "--wait", "--name", unique("snap"), sid)
     image = cloud.openstack("image", "show", snapshot["id"])
