@@ -2,7 +2,7 @@
 libvirtd (started by scripts/ensure-libvirt.sh), the test guest of scripts/test-image.sh uploaded
 with ``--cloud``, and ``openstack`` driving it: create, console log, noVNC console through the
 proxy, a domain killed behind our back, start, reboot, pause, suspend, resize, snapshot, stop,
-delete.
+delete; and a domain of ours that nobody asked for (reported as an orphan, kept).
 
 Each boot costs ~5 s under TCG: the one guest boots four times in all. The cloud has its own
 instances directory and domain prefix, so other clouds on this libvirtd are not its business.
@@ -11,19 +11,23 @@ instances directory and domain prefix, so other clouds on this libvirtd are not 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
+from tests.conftest import dsn_for
 from tests.system.conftest import (
     RunningCloud,
     create_database,
@@ -257,3 +261,43 @@ def test_an_image_without_a_bootable_kernel_ends_in_error_saying_why(
     assert libvirt_cloud.domains() == []  # nothing half-built
     assert not (libvirt_cloud.instances / server[0]["ID"]).exists()
     cloud.openstack("server", "delete", "--wait", server[0]["ID"])
+
+
+def test_a_domain_nobody_asked_for_is_reported_not_destroyed(libvirt_cloud: LibvirtCloud) -> None:
+    stranger = str(uuid.uuid4())
+    name = libvirt_cloud.prefix + stranger
+    xml = Path(tempfile.mkstemp(suffix=".xml")[1])
+    xml.write_text(
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>16</memory>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+    )
+    virsh("define", str(xml))  # defined, never started: nothing to boot
+    xml.unlink()
+    try:
+        deadline = time.monotonic() + 30
+        while not (events := orphan_events(libvirt_cloud.cloud, stranger)):
+            assert time.monotonic() < deadline, "the unknown domain was never reported"
+            time.sleep(0.5)
+        assert events[0] == {"instance_id": stranger, "reason": "unknown", "destroyed": False}
+        assert name in libvirt_cloud.domains()  # reconcile_destroy_orphans is off: kept
+    finally:
+        virsh("undefine", name)
+
+
+def orphan_events(cloud: RunningCloud, instance_id: str) -> list[dict[str, Any]]:
+    async def read() -> list[Any]:
+        conn = await asyncpg.connect(dsn_for(cloud.database))
+        try:
+            return await conn.fetch(
+                """SELECT body FROM events WHERE kind = 'compute.host.instance_orphaned'
+                   AND body->>'instance_id' = $1""",
+                instance_id,
+            )
+        finally:
+            await conn.close()
+
+    found = []
+    for row in asyncio.run(read()):
+        body = json.loads(row["body"]) if isinstance(row["body"], str) else dict(row["body"])
+        found.append({k: body.get(k) for k in ("instance_id", "reason", "destroyed")})
+    return found
