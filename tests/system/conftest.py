@@ -173,6 +173,25 @@ def start_cloud(
     raise RuntimeError(f"aiostack up did not answer in 60 s:\n{log_path.read_text()}")
 
 
+@contextlib.contextmanager
+def private_cloud(
+    tmp: Path, **settings: Any
+) -> Iterator[tuple[RunningCloud, subprocess.Popen[bytes]]]:
+    """A cloud of a test module's own (its database, settings, ports); stopped and its database
+    dropped on the way out."""
+    import asyncio
+
+    database = asyncio.run(create_database())
+    try:
+        proc, running = start_cloud(tmp, database, **settings)
+        try:
+            yield running, proc
+        finally:
+            stop_cloud(proc)
+    finally:
+        asyncio.run(drop_database(database))
+
+
 def stop_cloud(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:

@@ -24,10 +24,7 @@ import pytest
 from tests.conftest import dsn_for
 from tests.system.conftest import (
     RunningCloud,
-    create_database,
-    drop_database,
-    start_cloud,
-    stop_cloud,
+    private_cloud,
     unique,
     upload_tiny_image,
 )
@@ -58,18 +55,12 @@ def guest_vnc() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def vnc_cloud(tmp_path_factory: pytest.TempPathFactory, guest_vnc: int) -> Iterator[RunningCloud]:
-    database = asyncio.run(create_database())
-    proc, running = start_cloud(
+    with private_cloud(
         tmp_path_factory.mktemp("vnc-cloud"),
-        database,
         fake_vnc_address=f"127.0.0.1:{guest_vnc}",
         console_allowed_origins='["dashboard.example"]',
-    )  # start_cloud gives the console proxy a free port of its own
-    try:
+    ) as (running, _proc):  # the console proxy gets a free port of its own
         yield running
-    finally:
-        stop_cloud(proc)
-        asyncio.run(drop_database(database))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ instances directory and domain prefix, so other clouds on this libvirtd are not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,16 +31,14 @@ import pytest
 from tests.conftest import dsn_for
 from tests.system.conftest import (
     RunningCloud,
-    create_database,
-    drop_database,
-    start_cloud,
-    stop_cloud,
+    private_cloud,
     unique,
 )
 from tests.system.test_compute_consoles import first_bytes, websocket_url
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = "AIOSTACK-TEST-GUEST-READY"
+QEMU_SYSTEM = "qemu:///system"
 
 pytestmark = pytest.mark.libvirt
 
@@ -88,7 +87,7 @@ class LibvirtCloud:
 
 def virsh(*args: str) -> str:
     done = subprocess.run(
-        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, timeout=60
+        ["virsh", "-c", QEMU_SYSTEM, *args], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -113,32 +112,42 @@ def libvirt_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtC
     guest = dict(
         line.split("=", 1) for line in run_script("test-image.sh").splitlines() if "=" in line
     )
+    tmp = tmp_path_factory.mktemp("libvirt-cloud")
+    with running_libvirt_cloud(tmp, guest["MARKER"], libvirt_shutdown_timeout_s="30") as (lc, _):
+        yield lc
+
+
+@contextlib.contextmanager
+def running_libvirt_cloud(
+    tmp: Path, marker: str, **settings: str
+) -> Iterator[tuple[LibvirtCloud, int]]:
+    """``aiostack up`` with the libvirt driver, its own instances directory and domain prefix;
+    the cloud and its process id. Whatever a failed test left (domains, files) goes with it."""
     # Not under pytest's private tmp: the QEMU user must reach the disks.
     instances = Path(tempfile.mkdtemp(prefix="aiostack-system-", dir="/var/tmp"))
     instances.chmod(0o755)
-    prefix = f"sys{os.getpid()}-"
-    database = asyncio.run(create_database())
-    proc, cloud = start_cloud(
-        tmp_path_factory.mktemp("libvirt-cloud"),
-        database,
-        compute_driver="libvirt",
-        instances_dir=str(instances),
-        libvirt_domain_prefix=prefix,
-        libvirt_shutdown_timeout_s="30",
-        compute_report_interval_s="1",
-    )
-    running = LibvirtCloud(cloud, instances, prefix, guest["MARKER"])
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
     try:
-        yield running
+        with private_cloud(
+            tmp,
+            compute_driver="libvirt",
+            instances_dir=str(instances),
+            libvirt_domain_prefix=prefix,
+            compute_report_interval_s="1",
+            **settings,
+        ) as (cloud, proc):
+            lc = LibvirtCloud(cloud, instances, prefix, marker)
+            try:
+                yield lc, proc.pid
+            finally:
+                for name in lc.domains():  # never leave a guest running
+                    subprocess.run(["virsh", "-c", QEMU_SYSTEM, "destroy", name], check=False)
+                    subprocess.run(
+                        ["virsh", "-c", QEMU_SYSTEM, "undefine", "--managed-save", name],
+                        check=False,
+                    )
     finally:
-        stop_cloud(proc)
-        for name in running.domains():  # a failed test's guest: never leave one running
-            subprocess.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
-            subprocess.run(
-                ["virsh", "-c", "qemu:///system", "undefine", "--managed-save", name], check=False
-            )
         shutil.rmtree(instances, ignore_errors=True)
-        asyncio.run(drop_database(database))
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,13 +25,14 @@ import pytest
 from tests.conftest import dsn_for
 from tests.system.conftest import (
     RunningCloud,
-    create_database,
-    drop_database,
-    start_cloud,
-    stop_cloud,
     unique,
 )
-from tests.system.test_compute_libvirt import LibvirtCloud, run_script, virsh
+from tests.system.test_compute_libvirt import (
+    LibvirtCloud,
+    run_script,
+    running_libvirt_cloud,
+    virsh,
+)
 
 LIBVIRTD_SOCKET = Path("/run/libvirt/libvirt-sock")
 ADMIN = ["virt-admin", "-c", "libvirtd:///system"]
@@ -98,31 +96,11 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
 @pytest.fixture
 def outage(tmp_path: Path) -> Iterator[Outage]:
     run_script("ensure-libvirt.sh")
-    instances = Path(tempfile.mkdtemp(prefix="aiostack-outage-", dir="/var/tmp"))
-    instances.chmod(0o755)
     socket = tmp_path / "libvirt-sock"  # libvirtd is away: nothing there yet
-    prefix = f"out{os.getpid()}-"
-    database = asyncio.run(create_database())
     (tmp_path / "cloud").mkdir()
-    proc, cloud = start_cloud(
-        tmp_path / "cloud",
-        database,
-        compute_driver="libvirt",
-        libvirt_uri=f"qemu+unix:///system?socket={socket}",
-        instances_dir=str(instances),
-        libvirt_domain_prefix=prefix,
-        compute_report_interval_s="1",
-    )
-    lc = LibvirtCloud(cloud, instances, prefix, marker="")
-    try:
-        yield Outage(lc, socket, proc.pid)
-    finally:
-        stop_cloud(proc)
-        for name in lc.domains():
-            subprocess.run(["virsh", "-c", "qemu:///system", "destroy", name], check=False)
-            subprocess.run(["virsh", "-c", "qemu:///system", "undefine", name], check=False)
-        shutil.rmtree(instances, ignore_errors=True)
-        asyncio.run(drop_database(database))
+    uri = f"qemu+unix:///system?socket={socket}"
+    with running_libvirt_cloud(tmp_path / "cloud", "", libvirt_uri=uri) as (lc, pid):
+        yield Outage(lc, socket, pid)
 
 
 def test_libvirtd_away_at_start_and_midway_loses_nothing(outage: Outage, tmp_path: Path) -> None:

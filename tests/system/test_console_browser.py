@@ -10,7 +10,6 @@ serves its (blank) display over VNC. The cloud's fake driver gives every instanc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
@@ -25,10 +24,7 @@ import pytest
 from tests.system.conftest import (
     ROOT,
     RunningCloud,
-    create_database,
-    drop_database,
-    start_cloud,
-    stop_cloud,
+    private_cloud,
     unique,
     upload_tiny_image,
 )
@@ -121,18 +117,12 @@ def vnc_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def console_cloud(
     tmp_path_factory: pytest.TempPathFactory, vnc_port: int, novnc: Path
 ) -> Iterator[RunningCloud]:
-    database = asyncio.run(create_database())
-    proc, running = start_cloud(
+    with private_cloud(
         tmp_path_factory.mktemp("console-cloud"),
-        database,
         fake_vnc_address=f"127.0.0.1:{vnc_port}",
         console_novnc_dir=str(novnc),
-    )
-    try:
+    ) as (running, _proc):
         yield running
-    finally:
-        stop_cloud(proc)
-        asyncio.run(drop_database(database))
 
 
 @pytest.fixture(scope="module")
