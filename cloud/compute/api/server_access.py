@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.store.conn import DbConnection
@@ -56,3 +58,21 @@ async def ensure_unlocked(conn: DbConnection, req: ApiRequest[Any], server_id: s
         project_of(req),
     )
     check_unlocked(req, server_id, locked_by)
+
+
+async def placed_server(
+    db: DbConnection | asyncpg.Pool[asyncpg.Record], req: ApiRequest[Any], server_id: str
+) -> Any:
+    """The caller's server (``host``, ``task_state``) for a read its host answers (console output,
+    console address): Nova's 404 when the caller cannot see it, 409 while it has no host yet."""
+    row = await db.fetchrow(
+        """SELECT host, task_state FROM cmp_instances
+           WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)""",
+        server_id,
+        scope_of(req),
+    )
+    if row is None:
+        raise not_found(server_id)
+    if not row["host"]:
+        raise ApiError(409, f"Instance {server_id} is not ready")
+    return row

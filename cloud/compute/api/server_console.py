@@ -17,7 +17,7 @@ from aiohttp import web
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE
-from cloud.compute.api.server_access import not_found, scope_of
+from cloud.compute.api.server_access import placed_server
 from cloud.compute.api.server_actions import ServerAction, action
 from cloud.compute.api.server_images import invalid
 from cloud.compute.host_reads import ask_host, wait_reply
@@ -57,17 +57,7 @@ async def console_output(req: ApiRequest[ServerAction], server_id: str, body: An
     """200 ``{"output": "..."}`` with the last ``length`` lines of the server's console."""
     length = parse_length(body)
     svc = req.app[COMPUTE]
-    row = await svc.store.pool.fetchrow(
-        """SELECT host FROM cmp_instances
-           WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)""",
-        server_id,
-        scope_of(req),
-    )
-    if row is None:
-        raise not_found(server_id)
-    host = row["host"]
-    if not host:
-        raise ApiError(409, f"Instance {server_id} is not ready")
+    host = (await placed_server(svc.store.pool, req, server_id))["host"]
     request_id = str(uuid.uuid4())
     timeout = svc.settings.console_output_timeout_s
     request = GetConsoleOutput(instance_id=server_id, request_id=request_id, length=length)

@@ -21,7 +21,7 @@ from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE, router
 from cloud.compute.api.microversion import version
-from cloud.compute.api.server_access import not_found, scope_of
+from cloud.compute.api.server_access import not_found, placed_server
 from cloud.compute.api.server_actions import ServerAction, action
 from cloud.compute.api.server_images import invalid
 from cloud.compute.host_reads import ask_host
@@ -90,17 +90,8 @@ def parse_legacy(body: Any) -> str:
 async def vnc_console_url(req: ApiRequest[Any], server_id: str, protocol: str, kind: str) -> str:
     """A console URL with a fresh one-time token, after the checks Nova makes in its order."""
     svc = req.app[COMPUTE]
-    row = await svc.store.pool.fetchrow(
-        """SELECT host, task_state FROM cmp_instances
-           WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)""",
-        server_id,
-        scope_of(req),
-    )
-    if row is None:
-        raise not_found(server_id)
+    row = await placed_server(svc.store.pool, req, server_id)
     host = row["host"]
-    if not host:
-        raise ApiError(409, f"Instance {server_id} is not ready")
     if row["task_state"] in _BUSY:
         raise ApiError(
             409,
