@@ -76,3 +76,19 @@ async def placed_server(
     if not row["host"]:
         raise ApiError(409, f"Instance {server_id} is not ready")
     return row
+
+
+async def locked_server(conn: DbConnection, server_id: str, scope: str | None, columns: str) -> Any:
+    """The live server's ``columns``, row-locked for this transaction; Nova's 404 when ``scope``
+    (the caller's project, None for admins: :func:`scope_of`) cannot see it. ``columns`` is SQL
+    written in this code, never input."""
+    row = await conn.fetchrow(
+        f"""SELECT {columns} FROM cmp_instances
+            WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
+            FOR UPDATE""",
+        server_id,
+        scope,
+    )
+    if row is None:
+        raise not_found(server_id)
+    return row

@@ -27,7 +27,7 @@ from cloud.api.router import ApiRequest
 from cloud.compute import action_log, quotas
 from cloud.compute.api import COMPUTE
 from cloud.compute.api.microversion import version
-from cloud.compute.api.server_access import not_found, scope_of
+from cloud.compute.api.server_access import locked_server, scope_of
 from cloud.compute.api.server_actions import ServerAction, action
 from cloud.conductor import states
 from cloud.conductor.base import timer_key
@@ -95,16 +95,7 @@ def parse_create_image(body: Any) -> tuple[str, dict[str, str]]:
 
 
 async def lock_server(uow: UnitOfWork, req: ApiRequest[Any], server_id: str) -> Any:
-    row = await uow.conn.fetchrow(
-        f"""SELECT {INSTANCE_COLUMNS} FROM cmp_instances
-            WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-            FOR UPDATE""",
-        server_id,
-        scope_of(req),
-    )
-    if row is None:
-        raise not_found(server_id)
-    return row
+    return await locked_server(uow.conn, server_id, scope_of(req), INSTANCE_COLUMNS)
 
 
 def conflict(server_id: str, action_name: str, vm_state: str) -> ApiError:

@@ -19,7 +19,7 @@ from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute import action_log
 from cloud.compute.api import COMPUTE
-from cloud.compute.api.server_access import not_found, scope_of
+from cloud.compute.api.server_access import locked_server, scope_of
 from cloud.compute.api.server_actions import ServerAction, action
 from cloud.conductor import states
 from cloud.conductor.base import timer_key
@@ -52,16 +52,7 @@ class Caller:
 
 async def lock_server(uow: UnitOfWork, server_id: str, scope: str | None) -> dict[str, Any]:
     """The live server's row, locked for this transaction; 404 when the caller cannot see it."""
-    row = await uow.conn.fetchrow(
-        f"""SELECT {_COLUMNS} FROM cmp_instances
-            WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-            FOR UPDATE""",
-        server_id,
-        scope,
-    )
-    if row is None:
-        raise not_found(server_id)
-    return dict(row)
+    return dict(await locked_server(uow.conn, server_id, scope, _COLUMNS))
 
 
 def method_of(kind: states.OperationKind) -> str:

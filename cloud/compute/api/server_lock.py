@@ -18,7 +18,7 @@ from cloud.api.router import ApiRequest
 from cloud.compute import action_log
 from cloud.compute.api import COMPUTE
 from cloud.compute.api.microversion import version
-from cloud.compute.api.server_access import is_admin, not_found, scope_of
+from cloud.compute.api.server_access import is_admin, locked_server, scope_of
 from cloud.compute.api.server_actions import ServerAction, action
 from schemas.compute_servers import InstanceLocked, InstanceUnlocked
 
@@ -46,15 +46,7 @@ def _reason(req: ApiRequest[ServerAction], body: Any) -> str | None:
 async def lock(req: ApiRequest[ServerAction], server_id: str, body: Any) -> None:
     reason = _reason(req, body)
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT project_id, locked_by FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            scope_of(req),
-        )
-        if row is None:
-            raise not_found(server_id)
+        row = await locked_server(uow.conn, server_id, scope_of(req), "project_id, locked_by")
         owner = row["project_id"] == req.auth.project_id
         if row["locked_by"] is not None and owner:
             return  # Nova: the owner's lock stays as it is
@@ -82,15 +74,7 @@ async def lock(req: ApiRequest[ServerAction], server_id: str, body: Any) -> None
 @action("unlock")
 async def unlock(req: ApiRequest[ServerAction], server_id: str, _: Any) -> None:
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT project_id, locked_by FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            scope_of(req),
-        )
-        if row is None:
-            raise not_found(server_id)
+        row = await locked_server(uow.conn, server_id, scope_of(req), "project_id, locked_by")
         expected = "owner" if row["project_id"] == req.auth.project_id else "admin"
         if row["locked_by"] not in (None, expected) and not is_admin(req):
             raise ApiError(

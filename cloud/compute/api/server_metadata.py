@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE, router
-from cloud.compute.api.server_access import check_unlocked
+from cloud.compute.api.server_access import check_unlocked, locked_server, scope_of
 from cloud.conductor import states
 from schemas.compute import InstanceMetadataChanged
 
@@ -36,15 +36,6 @@ class MetaBody(BaseModel):
     meta: dict[str, str]
 
 
-def _scope(req: ApiRequest[Any]) -> str | None:
-    if req.auth.has_role("admin"):
-        return None
-    project = req.auth.project_id
-    if project is None:
-        raise ApiError(403, "Compute requests need a project-scoped token.")
-    return project
-
-
 def _check(items: dict[str, str]) -> None:
     for key, value in items.items():
         if not 1 <= len(key) <= 255:
@@ -62,7 +53,7 @@ async def _read(req: ApiRequest[Any]) -> dict[str, str]:
             """SELECT metadata::text FROM cmp_instances
                WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)""",
             server_id,
-            _scope(req),
+            scope_of(req),
         )
     if raw is None:
         raise ApiError(404, f"Instance {server_id} could not be found.")
@@ -73,16 +64,12 @@ async def _write(req: ApiRequest[Any], change: Any, action: str) -> dict[str, st
     """Lock the server, apply ``change(current) -> new`` and store it with its event."""
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT project_id, vm_state, task_state, metadata::text AS metadata, locked_by
-               FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
+        row = await locked_server(
+            uow.conn,
             server_id,
-            _scope(req),
+            scope_of(req),
+            "project_id, vm_state, task_state, metadata::text AS metadata, locked_by",
         )
-        if row is None:
-            raise ApiError(404, f"Instance {server_id} could not be found.")
         check_unlocked(req, server_id, row["locked_by"])  # Nova guards metadata writes too
         if row["vm_state"] not in _WRITABLE or row["task_state"] is not None:
             raise ApiError(

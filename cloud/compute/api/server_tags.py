@@ -18,7 +18,7 @@ from cloud.api.errors import ApiError
 from cloud.api.router import ApiRequest
 from cloud.compute.api import COMPUTE, router
 from cloud.compute.api.microversion import version
-from cloud.compute.api.server_access import not_found, scope_of
+from cloud.compute.api.server_access import locked_server, not_found, scope_of
 from cloud.conductor import states
 from schemas.compute_servers import InstanceTagsChanged
 
@@ -78,15 +78,7 @@ async def _write(req: ApiRequest[Any], action: str, change: Any) -> tuple[list[s
     _since(req)
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT project_id, vm_state, tags FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            scope_of(req),
-        )
-        if row is None:
-            raise not_found(server_id)
+        row = await locked_server(uow.conn, server_id, scope_of(req), "project_id, vm_state, tags")
         if row["vm_state"] not in _WRITABLE:
             raise ApiError(
                 409,

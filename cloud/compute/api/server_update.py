@@ -18,7 +18,7 @@ from cloud.compute.api import server_boot as boot
 from cloud.compute.api import server_store as store
 from cloud.compute.api import server_views as views
 from cloud.compute.api.microversion import version
-from cloud.compute.api.server_access import is_admin, not_found, scope_of
+from cloud.compute.api.server_access import is_admin, locked_server, scope_of
 from schemas.compute import InstanceUpdated
 from schemas.compute_servers import InstanceDescriptionChanged, InstanceHostnameChanged
 
@@ -61,15 +61,9 @@ async def update_server(req: ApiRequest[ServerUpdateRequest]) -> dict[str, Any]:
     _check(spec, version(req))
     given, scope = spec.model_fields_set, scope_of(req)
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        row = await uow.conn.fetchrow(
-            """SELECT project_id, name, description, hostname FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            scope,
+        row = await locked_server(
+            uow.conn, server_id, scope, "project_id, name, description, hostname"
         )
-        if row is None:
-            raise not_found(server_id)
         project, now = row["project_id"], uow.clock.now()
         if spec.name is not None and spec.name != row["name"]:
             await uow.conn.execute(

@@ -28,6 +28,7 @@ from cloud.compute.api.microversion import version
 from cloud.compute.api.server_access import (
     check_unlocked,
     is_admin,
+    locked_server,
     not_found,
     project_of,
     scope_of,
@@ -227,16 +228,8 @@ async def delete_server(req: ApiRequest[Any]) -> None:
     """Delete a server in any state; it disappears once its host destroyed it (or timed out)."""
     server_id = req.params["id"]
     async with req.app[COMPUTE].store.unit(source="compute-api") as uow:
-        locked_by = await uow.conn.fetchval(
-            """SELECT COALESCE(locked_by, '') FROM cmp_instances
-               WHERE id = $1 AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)
-               FOR UPDATE""",
-            server_id,
-            scope_of(req),
-        )
-        if locked_by is None:
-            raise not_found(server_id)
-        check_unlocked(req, server_id, locked_by or None)
+        row = await locked_server(uow.conn, server_id, scope_of(req), "locked_by")
+        check_unlocked(req, server_id, row["locked_by"])
         await action_log.start(uow, req, server_id, "delete")
         if not await store.request_delete(uow, server_id, scope_of(req)):
             raise not_found(server_id)
